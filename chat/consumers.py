@@ -1,0 +1,154 @@
+"""The websocket edge: auth, parse a frame, call a service, send HTML.
+
+Each page holds one socket per conversation and joins that conversation's group. Frames
+of a reply carry offsets; this consumer tracks how much of each reply its page has, so a
+frame dropped by the channel layer (or a page loaded mid-reply) is repaired with a
+snapshot from the worker that owns the reply, never with a gap or a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from chat import rendering, services
+from chat.models import Conversation, Message
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 256 * 1024
+
+
+def get_conversation(user: Any, conversation_id: int) -> Conversation | None:
+    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+
+
+def get_messages(ids: list[int]) -> list[Message]:
+    return list(Message.objects.filter(pk__in=ids))
+
+
+def get_active_replies(conversation_id: int) -> list[Message]:
+    return list(Message.objects.active().filter(conversation_id=conversation_id))
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope["user"]
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        if not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        conversation = await database_sync_to_async(get_conversation)(user, conversation_id)
+        if conversation is None:
+            await self.close(code=4404)
+            return
+        self.conversation_id = conversation.pk
+        self.group = services.conversation_group(conversation.pk)
+        # How many characters of each streaming reply this page has; None while a
+        # snapshot is on its way.
+        self.offsets: dict[int, int | None] = {}
+        self.workers: dict[int, str] = {}
+        # Join before reading the replies, so no frame falls between the two.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
+            await self._resync(reply)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None or len(text_data) > MAX_FRAME_BYTES:
+            await self.send(rendering.composer_html(error="That message is too large to send."))
+            return
+        try:
+            data = json.loads(text_data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            await self.send(rendering.composer_html(error="The page sent a frame the server cannot read."))
+            return
+        action = data.get("action", "send")
+        if action == "send":
+            await self._send_message(data)
+        elif action == "stop":
+            await self._stop()
+        else:
+            await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
+
+    async def _send_message(self, data: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(get_conversation)(self.scope["user"], self.conversation_id)
+        if conversation is None:
+            await self.close(code=4404)
+            return
+        text = str(data.get("message", ""))
+        try:
+            await services.send_message(
+                conversation,
+                text,
+                client_id=str(data.get("client_id", ""))[:64],
+                image_url=str(data.get("image_url", "")),
+            )
+        except services.ChatError as exc:
+            await self.send(rendering.composer_html(error=str(exc), text=text))
+            return
+        await self.send(rendering.composer_html())
+
+    async def _stop(self) -> None:
+        for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
+            await services.stop_reply(reply)
+
+    async def _resync(self, reply: Message) -> None:
+        self.offsets[reply.pk] = None
+        self.workers[reply.pk] = reply.worker_channel
+        await self.channel_layer.send(
+            reply.worker_channel,
+            {"type": "reply.snapshot", "id": reply.pk, "reply_to": self.channel_name},
+        )
+
+    # Group events
+
+    async def chat_messages_added(self, event: dict[str, Any]) -> None:
+        messages = await database_sync_to_async(get_messages)(event["ids"])
+        for message in messages:
+            if message.is_active:
+                self.offsets[message.pk] = 0
+                self.workers[message.pk] = message.worker_channel
+        await self.send(rendering.messages_appended(messages))
+
+    async def reply_delta(self, event: dict[str, Any]) -> None:
+        reply_id, offset, text = event["id"], event["offset"], event["text"]
+        have = self.offsets.get(reply_id, -1)
+        if have is None:
+            return  # the snapshot on its way includes this text
+        if have == -1 or offset > have:
+            replies = await database_sync_to_async(get_messages)([reply_id])
+            if replies and replies[0].is_active:
+                await self._resync(replies[0])
+            return
+        fresh = text[have - offset :]
+        if fresh:
+            self.offsets[reply_id] = offset + len(text)
+            await self.send(rendering.delta_html(reply_id, fresh))
+
+    async def reply_snapshot(self, event: dict[str, Any]) -> None:
+        if event["id"] in self.offsets:
+            self.offsets[event["id"]] = len(event["text"])
+            await self.send(rendering.body_html(event["id"], event["text"]))
+
+    async def reply_note(self, event: dict[str, Any]) -> None:
+        html = rendering.note_html(event["id"], event["note"])
+        if event["note"].startswith("Stopping"):
+            html += rendering.stop_button_html(stopping=True)
+        await self.send(html)
+
+    async def reply_final(self, event: dict[str, Any]) -> None:
+        self.offsets.pop(event["id"], None)
+        messages = await database_sync_to_async(get_messages)([event["id"]])
+        if messages:
+            await self.send(rendering.message_html(messages[0], oob=True) + rendering.stop_button_html())

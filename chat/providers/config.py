@@ -1,0 +1,124 @@
+"""Providers from configuration: a TOML file named by ``CHAT_PROVIDERS_FILE``.
+
+API keys stay in the environment variables the file names; they are read only when a
+request is built and never stored on these objects.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+
+from django.conf import settings
+
+DEMO_PROVIDER = "demo"
+
+
+class ProviderConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_price: Decimal | None = None  # dollars per million input tokens
+    output_price: Decimal | None = None
+
+    def cost(self, input_tokens: int | None, output_tokens: int | None) -> Decimal | None:
+        if self.input_price is None or self.output_price is None:
+            return None
+        total = self.input_price * (input_tokens or 0) + self.output_price * (output_tokens or 0)
+        return total / 1_000_000
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    dialect: str
+    base_url: str
+    api_key_env: str = ""
+    models: tuple[ModelSpec, ...] = ()
+    options: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+
+    def model(self, name: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _model(raw: str | dict, provider: str) -> ModelSpec:
+    if isinstance(raw, str):
+        return ModelSpec(raw)
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise ProviderConfigError(f"provider {provider!r}: each model needs a name")
+
+    def price(key: str) -> Decimal | None:
+        return Decimal(str(raw[key])) if key in raw else None
+
+    return ModelSpec(raw["name"], price("input_price"), price("output_price"))
+
+
+def parse_providers(text: str) -> dict[str, Provider]:
+    from chat.providers import DIALECTS
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProviderConfigError(f"the providers file is not valid TOML: {exc}") from exc
+    providers: dict[str, Provider] = {}
+    for raw in data.get("providers", []):
+        name = raw.get("name")
+        if not name or name in providers:
+            raise ProviderConfigError(f"provider names must be present and unique: {name!r}")
+        if raw.get("dialect") not in DIALECTS:
+            raise ProviderConfigError(
+                f"provider {name!r}: unknown dialect {raw.get('dialect')!r}; "
+                f"known: {', '.join(sorted(DIALECTS))}"
+            )
+        if not raw.get("base_url") or not raw.get("models"):
+            raise ProviderConfigError(f"provider {name!r} needs base_url and models")
+        known = {"name", "dialect", "base_url", "api_key_env", "models"}
+        providers[name] = Provider(
+            name=name,
+            dialect=raw["dialect"],
+            base_url=raw["base_url"].rstrip("/"),
+            api_key_env=raw.get("api_key_env", ""),
+            models=tuple(_model(m, name) for m in raw["models"]),
+            options={k: v for k, v in raw.items() if k not in known},
+        )
+    if not providers:
+        raise ProviderConfigError("the providers file lists no [[providers]]")
+    return providers
+
+
+def demo_providers() -> dict[str, Provider]:
+    return {
+        DEMO_PROVIDER: Provider(
+            name=DEMO_PROVIDER,
+            dialect="openai-chat",
+            base_url=settings.CHAT_DEMO_BASE_URL,
+            models=(ModelSpec("demo-1", Decimal("0.30"), Decimal("1.80")),),
+            options={"include_usage": True},
+        )
+    }
+
+
+@cache
+def get_providers() -> dict[str, Provider]:
+    if not settings.CHAT_PROVIDERS_FILE:
+        return demo_providers()
+    return parse_providers(Path(settings.CHAT_PROVIDERS_FILE).read_text())
+
+
+def choices() -> list[tuple[str, str]]:
+    """(value, label) pairs for the model picker: value is ``provider/model``."""
+    return [
+        (f"{p.name}/{m.name}", f"{p.name} · {m.name}")
+        for p in get_providers().values()
+        for m in p.models
+    ]

@@ -1,0 +1,97 @@
+"""What the demo model says, and the directives that change how it says it.
+
+A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
+
+- ``tokens``: reply length in tokens (default 400); ``tps``: tokens per second
+- ``text``: say exactly this instead of the demo document
+- ``first_token_delay``: seconds before the first token
+- ``fail``: ``status`` | ``error`` | ``corrupt`` | ``truncate`` | ``stall`` | ``disconnect``
+  after ``after`` tokens (default 0); ``status`` and ``retry_after`` for ``fail=status``;
+  ``times``: fail only the first N requests with this prompt
+- ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
+- ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
+  network chunks of this many bytes; ``bom``: start the stream with a byte-order mark
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from dataclasses import dataclass
+
+DIRECTIVE = re.compile(r"\[sim\s+([^\]]*)\]")
+TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass
+class Plan:
+    tokens: int = 400
+    tps: float = 40.0
+    text: str | None = None
+    first_token_delay: float = 0.0
+    fail: str = ""
+    after: int = 0
+    status: int = 503
+    retry_after: str = ""
+    times: int = 0
+    finish: str = "stop"
+    newline: str = "lf"
+    chunk: int = 0
+    bom: bool = False
+
+
+def plan_for(prompt: str, default_tps: float) -> Plan:
+    plan = Plan(tps=default_tps)
+    for match in DIRECTIVE.finditer(prompt):
+        try:
+            pairs = shlex.split(match.group(1))
+        except ValueError:
+            continue
+        for pair in pairs:
+            key, _, value = pair.partition("=")
+            if not hasattr(plan, key):
+                continue
+            current = getattr(plan, key)
+            if isinstance(current, bool):
+                setattr(plan, key, value.lower() in {"1", "true", "yes"})
+            elif isinstance(current, int):
+                setattr(plan, key, int(value))
+            elif isinstance(current, float):
+                setattr(plan, key, float(value))
+            else:
+                setattr(plan, key, value)
+    return plan
+
+
+def strip_directives(prompt: str) -> str:
+    return DIRECTIVE.sub("", prompt).strip()
+
+
+SECTIONS = [
+    "## {topic}\n\nHere is a careful answer about *{topic}*. Streaming replies arrive token by "
+    "token, so the page shows text as soon as the model writes it.\n\n",
+    "### Key points\n\n- Each frame carries only **new** text.\n- Stop closes the upstream "
+    "connection.\n- A reload resumes the reply where it was.\n\n",
+    "| Dialect | End signal |\n|---|---|\n| openai-chat | `[DONE]` |\n| openai-responses | "
+    "`response.completed` |\n| text-delta | `finishReason` |\n\n",
+    "```python\ndef fib(n: int) -> int:\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
+    "    return a\n```\n\n",
+    "> Numbers differ on every machine; ratios travel better.\n\nRead more at "
+    "[the Django docs](https://docs.djangoproject.com/).\n\n",
+    "1. Send a message.\n2. Watch it stream.\n3. Press **Stop** whenever you like.\n\n",
+]
+
+
+def reply_text(prompt: str, plan: Plan) -> list[str]:
+    """The reply as tokens: deterministic for a prompt, exactly ``plan.tokens`` long."""
+    if plan.text is not None:
+        return TOKEN.findall(plan.text)
+    topic = strip_directives(prompt)[:60] or "your question"
+    start = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(SECTIONS)
+    tokens: list[str] = []
+    index = start
+    while len(tokens) < plan.tokens:
+        tokens += TOKEN.findall(SECTIONS[index % len(SECTIONS)].format(topic=topic))
+        index += 1
+    return tokens[: plan.tokens]

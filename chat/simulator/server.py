@@ -1,0 +1,217 @@
+"""A small HTTP/1.1 server for the demo model, on asyncio streams.
+
+Raw streams rather than an ASGI server, because the tests need what a framework hides:
+aborting a connection mid-body, writing a stream in chosen byte chunks, and the exact
+moment a client hangs up. It also serves ``GET /_sim/requests`` (what it did, per
+request) and ``POST /_sim/reset`` to the tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from itertools import count
+from typing import Any
+
+from chat.simulator.dialects import route
+from chat.simulator.script import Plan, plan_for, reply_text
+
+MAX_BODY = 8 * 1024 * 1024
+MAX_RECORDS = 20_000
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout",
+           409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+           503: "Service Unavailable"}  # fmt: skip
+
+
+class BadRequest(Exception):
+    pass
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    request_line = (await reader.readline()).decode("latin-1").strip()
+    if not request_line:
+        raise BadRequest("empty request")
+    method, path, _ = request_line.split(" ", 2)
+    headers: dict[str, str] = {}
+    while (line := (await reader.readline()).decode("latin-1").strip()) != "":
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    if length > MAX_BODY:
+        raise BadRequest("body too large")
+    body = await reader.readexactly(length) if length else b""
+    return method, path.split("?", 1)[0], headers, body
+
+
+class Simulator:
+    def __init__(self, tokens_per_second: float = 40.0, api_key: str = "") -> None:
+        self.tokens_per_second = tokens_per_second
+        self.api_key = api_key
+        self.records: list[dict[str, Any]] = []
+        self.failures: Counter[str] = Counter()
+        self.ids = count(1)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            method, path, headers, body = await read_request(reader)
+            if path.startswith("/_sim/"):
+                await self._control(writer, method, path)
+            else:
+                await self._generate(reader, writer, method, path, headers, body)
+        except (BadRequest, ValueError, asyncio.IncompleteReadError):
+            await self._respond(writer, 400, {"error": {"message": "bad request"}})
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _respond(self, writer: asyncio.StreamWriter, status: int, data: Any, extra: str = "") -> None:
+        payload = json.dumps(data).encode()
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\nconnection: close\r\n{extra}\r\n"
+        )
+        writer.write(head.encode() + payload)
+        await writer.drain()
+
+    async def _control(self, writer: asyncio.StreamWriter, method: str, path: str) -> None:
+        if path == "/_sim/requests" and method == "GET":
+            await self._respond(writer, 200, self.records)
+        elif path == "/_sim/reset" and method == "POST":
+            self.records.clear()
+            self.failures.clear()
+            await self._respond(writer, 200, {"ok": True})
+        else:
+            await self._respond(writer, 404, {"error": {"message": "no such control"}})
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        if not self.api_key:
+            return True
+        return headers.get("authorization") == f"Bearer {self.api_key}" or headers.get("x-api-key") == self.api_key
+
+    async def _generate(self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        found = route(path)
+        if method != "POST" or found is None:
+            await self._respond(writer, 404, {"error": {"message": f"no route for {method} {path}"}})
+            return
+        dialect, path_model = found
+        request = dialect.parse(json.loads(body or b"{}"), path_model)
+        plan = plan_for(request.prompt, self.tokens_per_second)
+        record: dict[str, Any] = {
+            "id": next(self.ids), "dialect": dialect.name, "path": path, "model": request.model,
+            "prompt": request.prompt, "image_url": request.image_url,
+            "authorized": bool(headers.get("authorization") or headers.get("x-api-key")),
+            "started_at": time.time(), "token_times": [], "text": "", "outcome": "",
+            "ended_at": None, "client_closed_at": None,
+        }  # fmt: skip
+        self.records.append(record)
+        del self.records[:-MAX_RECORDS]
+        if not self._authorized(headers):
+            record["outcome"] = "unauthorized"
+            await self._respond(writer, 401, dialect.error_body(401, "Invalid API key."))
+            return
+        if plan.fail == "status" and (not plan.times or self.failures[request.prompt] < plan.times):
+            self.failures[request.prompt] += 1
+            record["outcome"] = f"status {plan.status}"
+            extra = f"retry-after: {plan.retry_after}\r\n" if plan.retry_after else ""
+            await self._respond(writer, plan.status, dialect.error_body(plan.status, "The demo model is overloaded."), extra)
+            return
+        await self._stream(reader, writer, dialect, request, plan, record)
+
+    async def _stream(self, reader, writer, dialect, request, plan: Plan, record: dict[str, Any]) -> None:
+        closed = asyncio.Event()
+
+        async def watch() -> None:
+            while await reader.read(4096):
+                pass
+            record["client_closed_at"] = time.time()
+            closed.set()
+
+        watcher = asyncio.create_task(watch())
+        newline = {"lf": "\n", "cr": "\r", "crlf": "\r\n"}[plan.newline]
+
+        async def emit(text: str) -> None:
+            data = text.replace("\n", newline).encode()
+            step = plan.chunk or len(data)
+            for start in range(0, len(data), step):
+                piece = data[start : start + step]
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                if plan.chunk:
+                    await writer.drain()
+                    await asyncio.sleep(0.002)
+            await writer.drain()
+
+        try:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            )
+            if plan.bom:
+                writer.write(b"3\r\n\xef\xbb\xbf\r\n")
+            for event in dialect.head(request):
+                await emit(event)
+            tokens = reply_text(request.prompt, plan)
+            start = time.monotonic() + plan.first_token_delay
+            text = ""
+            for i, token in enumerate(tokens):
+                if plan.fail and i == plan.after and await self._fail(writer, emit, dialect, plan, record, closed):
+                    return
+                delay = start + i / plan.tps - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if closed.is_set():
+                    record["outcome"] = "client closed"
+                    return
+                await emit(dialect.token(token, text))
+                text += token
+                record["token_times"].append(time.time())
+                record["text"] = text
+            if plan.fail and plan.after >= len(tokens) and await self._fail(writer, emit, dialect, plan, record, closed):
+                return
+            for event in dialect.tail(request, plan.finish, text):
+                await emit(event)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            record["outcome"] = "complete"
+        except ConnectionError:
+            record["outcome"] = "client closed"
+        finally:
+            record["ended_at"] = time.time()
+            if closed.is_set() or record["outcome"] != "complete":
+                watcher.cancel()
+            else:
+                # Give the client a moment to hang up first, so the close is its own.
+                try:
+                    await asyncio.wait_for(closed.wait(), 1.0)
+                except TimeoutError:
+                    watcher.cancel()
+
+    async def _fail(self, writer, emit, dialect, plan: Plan, record: dict[str, Any], closed: asyncio.Event) -> bool:
+        """Inject ``plan.fail``; True when the stream is over."""
+        record["outcome"] = plan.fail
+        if plan.fail == "error":
+            await emit(dialect.error_event("The demo model failed mid-stream."))
+            writer.write(b"0\r\n\r\n")
+        elif plan.fail == "corrupt":
+            await emit("data: {not json\n\n")
+            return False
+        elif plan.fail == "truncate":
+            writer.write(b"0\r\n\r\n")
+        elif plan.fail == "stall":
+            try:
+                await asyncio.wait_for(closed.wait(), 600)
+            except TimeoutError:
+                pass
+        elif plan.fail == "disconnect":
+            writer.transport.abort()
+            return True
+        else:
+            return False
+        await writer.drain()
+        return True
+
+
+async def serve(host: str, port: int, simulator: Simulator) -> asyncio.Server:
+    return await asyncio.start_server(simulator.handle, host, port, reuse_address=True)

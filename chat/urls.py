@@ -1,0 +1,13 @@
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("conversations/new/", views.new_conversation, name="new"),
+    path("conversations/<int:pk>/", views.conversation_detail, name="conversation"),
+    path("conversations/<int:pk>/settings/", views.update_settings, name="settings"),
+    path("replies/<int:pk>/stop/", views.stop_reply, name="stop"),
+    path("highlight.css", views.pygments_css, name="pygments_css"),
+]
