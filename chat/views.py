@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import cache_control
@@ -61,6 +62,7 @@ def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(status=204)
 
 
+@login_not_required
 @cache_control(max_age=86400)
 def pygments_css(request: HttpRequest) -> HttpResponse:
     return HttpResponse(rendering.pygments_css(), content_type="text/css")

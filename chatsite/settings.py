@@ -122,6 +122,8 @@ else:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # A file, not shared-cache memory: the runner writes from several threads.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channels' Redis layer delivers at most once and drops when a channel is full, so the
@@ -162,7 +164,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO")}},
+    "loggers": {
+        "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO")},
+        "httpx": {"handlers": ["console"], "level": "WARNING"},
+    },
 }
 
 # The chat itself.

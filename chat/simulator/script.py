@@ -15,7 +15,6 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from dataclasses import dataclass
@@ -84,13 +83,12 @@ SECTIONS = [
 
 
 def reply_text(prompt: str, plan: Plan) -> list[str]:
-    """The reply as tokens: deterministic for a prompt, exactly ``plan.tokens`` long."""
+    """The reply as tokens: the same for the same prompt, exactly ``plan.tokens`` long."""
     if plan.text is not None:
         return TOKEN.findall(plan.text)
     topic = strip_directives(prompt)[:60] or "your question"
-    start = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % len(SECTIONS)
     tokens: list[str] = []
-    index = start
+    index = 0
     while len(tokens) < plan.tokens:
         tokens += TOKEN.findall(SECTIONS[index % len(SECTIONS)].format(topic=topic))
         index += 1

@@ -1,0 +1,90 @@
+"""The spine as a person meets it: send, watch it stream, Stop, reload."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import Page, expect
+
+from tests.servers import SimulatorProcess, wait_until
+
+RECORD_GROWTH = """
+() => {
+  window.growth = [];
+  const list = document.getElementById("messages");
+  new MutationObserver(() => {
+    const bodies = list.querySelectorAll("[data-role=assistant] .body");
+    const body = bodies[bodies.length - 1];
+    if (body && body.textContent.length !== window.growth[window.growth.length - 1]) {
+      window.growth.push(body.textContent.length);
+    }
+  }).observe(list, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def last_reply(page: Page):
+    return page.locator("[data-role=assistant]").last
+
+
+def reply_id(page: Page) -> int:
+    return int(last_reply(page).get_attribute("id").removeprefix("message-"))
+
+
+def test_a_reply_streams_in_steps_and_completes_as_markdown(page: Page, sim: SimulatorProcess) -> None:
+    page.evaluate(RECORD_GROWTH)
+    send(page, "Tell me about streaming [sim tokens=80 tps=40]")
+
+    expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=15_000)
+    growth = page.evaluate("window.growth")
+    increasing = [n for previous, n in zip([0, *growth], growth, strict=False) if n > previous]
+    assert len(increasing) >= 3, growth
+    expect(last_reply(page).locator("h2")).to_have_text("Tell me about streaming")
+    expect(page.locator("[data-role=user]").last).to_have_text("Tell me about streaming [sim tokens=80 tps=40]")
+
+
+def test_stop_aborts_the_upstream_and_keeps_the_text_shown(page: Page, sim: SimulatorProcess, db) -> None:
+    send(page, "A long answer please [sim tokens=2000 tps=30]")
+    body = last_reply(page).locator(".body")
+    wait_until(lambda: len(body.text_content()) > 40)
+
+    pressed = time.time()
+    page.get_by_role("button", name="Stop").click()
+
+    record = wait_until(lambda: (r := sim.last())["client_closed_at"] and r, timeout=5)
+    assert record["client_closed_at"] - pressed < 0.5
+    assert record["outcome"] == "client closed"
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
+    shown = body.text_content()
+    saved = db.reply(reply_id(page))
+    assert saved["status"] == "cancelled"
+    assert saved["content"] == shown
+    assert 0 < len(shown) < len(record["text"]) + 1
+    assert record["text"].startswith(shown)
+
+    page.reload()
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
+    assert last_reply(page).locator(".body").text_content() == saved["content"]
+
+
+def test_escape_stops_the_reply(page: Page, sim: SimulatorProcess) -> None:
+    send(page, "Keep going [sim tokens=2000 tps=30]")
+    wait_until(lambda: len(last_reply(page).locator(".body").text_content()) > 20)
+    page.keyboard.press("Escape")
+    expect(last_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
+    assert wait_until(lambda: sim.last()["client_closed_at"])
+
+
+def test_an_upstream_failure_shows_an_error_with_the_partial_text(page: Page, sim: SimulatorProcess, db) -> None:
+    send(page, "Fail please [sim tokens=200 tps=100 fail=disconnect after=20]")
+    expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    expect(last_reply(page).locator(".error-text")).to_contain_text("connection to the upstream dropped")
+    saved = db.reply(reply_id(page))
+    assert saved["content"] == sim.last()["text"]
+    assert last_reply(page).locator(".body").text_content() == saved["content"]
+    assert len(saved["content"]) > 0
