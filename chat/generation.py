@@ -97,7 +97,13 @@ class Reply:
                 result = await self._stream(self.job, started)
         except asyncio.CancelledError:
             if not self.stopping:
-                await self._finish(Message.Status.INTERRUPTED, started, flusher, error="The server shut down while writing this reply.")
+                await self._finish(
+                    Message.Status.INTERRUPTED,
+                    started,
+                    flusher,
+                    content="".join(self.pieces),
+                    error="The server shut down while writing this reply.",
+                )
                 raise
             self.task.uncancel()
             await self._finish(Message.Status.CANCELLED, started, flusher, content=self.relayed_text)

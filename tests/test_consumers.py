@@ -1,0 +1,180 @@
+"""The websocket edge, through WebsocketCommunicator, against the real simulator."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from chat.models import Conversation, Message
+from chat.routing import websocket_urlpatterns
+from tests.servers import SimulatorProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_layer():
+    yield
+    await get_channel_layer().flush()
+
+
+async def make_user(name: str) -> User:
+    return await sync_to_async(User.objects.create_user)(name, password="x" * 12)
+
+
+async def make_conversation(owner: User) -> Conversation:
+    return await Conversation.objects.acreate(owner=owner, provider="demo", model="demo-1")
+
+
+async def connect(user, conversation_id: int) -> tuple[bool, WebsocketCommunicator]:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_id}/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    return connected, communicator
+
+
+async def frames_until(communicator: WebsocketCommunicator, pattern: str, timeout: float = 10) -> list[str]:
+    frames: list[str] = []
+    while not re.search(pattern, frames[-1] if frames else ""):
+        frames.append(await communicator.receive_from(timeout))
+    return frames
+
+
+async def reply_of(conversation: Conversation) -> Message:
+    return await Message.objects.filter(conversation=conversation, role="assistant").alast()
+
+
+async def test_an_anonymous_socket_is_refused(sim: SimulatorProcess) -> None:
+    owner = await make_user("alice")
+    conversation = await make_conversation(owner)
+    connected, _ = await connect(AnonymousUser(), conversation.pk)
+    assert not connected
+
+
+async def test_another_users_conversation_is_refused(sim: SimulatorProcess) -> None:
+    alice, bob = await make_user("alice"), await make_user("bob")
+    conversation = await make_conversation(alice)
+    connected, _ = await connect(bob, conversation.pk)
+    assert not connected
+    connected, communicator = await connect(alice, conversation.pk)
+    assert connected
+    await communicator.disconnect()
+
+
+async def test_a_complete_reply_streams_in_frames_and_ends_persisted(sim: SimulatorProcess) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+
+    await communicator.send_to(json.dumps({"message": "Hi [sim tokens=30 tps=100]", "client_id": "a1"}))
+    frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+
+    deltas = [f for f in frames if "hx-swap-oob=\"beforeend:#message-" in f]
+    assert len(deltas) >= 2
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.COMPLETE
+    assert reply.content == sim.last()["text"]
+    assert reply.finish_reason == "stop"
+    assert reply.output_tokens and reply.time_to_first_token_ms is not None
+    await communicator.disconnect()
+
+
+async def test_a_repeated_client_id_is_sent_once(sim: SimulatorProcess) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    frame = json.dumps({"message": "Once [sim tokens=3 tps=100]", "client_id": "same"})
+    await communicator.send_to(frame)
+    await communicator.send_to(frame)
+    await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+
+    assert await Message.objects.filter(conversation=conversation, role="user").acount() == 1
+    assert len(sim.requests()) == 1
+    await communicator.disconnect()
+
+
+async def test_stop_cancels_the_reply_and_closes_the_upstream(sim: SimulatorProcess) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "s1"}))
+    await frames_until(communicator, r"beforeend:#message-")
+
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    frames = await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+
+    assert any("Stopping..." in f for f in frames)
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.CANCELLED
+    record = sim.last()
+    assert record["outcome"] == "client closed"
+    assert record["text"].startswith(reply.content)
+    assert 0 < len(reply.content) < len(record["text"]) + 1
+    await communicator.disconnect()
+
+
+async def test_an_upstream_that_fails_leaves_an_error_with_a_reason(sim: SimulatorProcess) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(
+        json.dumps({"message": "Oops [sim tokens=50 tps=200 fail=truncate after=10]", "client_id": "f1"})
+    )
+    await frames_until(communicator, r'data-role="assistant" data-status="error"')
+
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.ERROR
+    assert reply.error == "The stream ended early."
+    assert reply.content == sim.last()["text"]
+    await communicator.disconnect()
+
+
+async def test_an_unreachable_upstream_is_an_error_not_a_spinner(sim: SimulatorProcess, settings) -> None:
+    from chat.providers.config import get_providers
+    from tests.servers import free_port
+
+    settings.CHAT_DEMO_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
+    settings.CHAT_MAX_RETRY_WAIT = 0.05
+    get_providers.cache_clear()
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Anyone there?", "client_id": "u1"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="error"')
+
+    reply = await reply_of(conversation)
+    assert reply.error.startswith("Could not connect to the upstream")
+    assert reply.retries == settings.CHAT_MAX_ATTEMPTS - 1
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "says"),
+    [
+        ("not json", "cannot read"),
+        (json.dumps({"action": "dance"}), "Unknown action"),
+        (json.dumps({"message": "   "}), "Type a message first"),
+        (json.dumps({"message": "x" * 40_000}), "the limit is"),
+        (json.dumps({"message": "hi", "image_url": "javascript:alert(1)"}), "http:// or https://"),
+    ],
+)
+async def test_bad_frames_get_a_clear_error_and_change_nothing(sim: SimulatorProcess, frame: str, says: str) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(frame)
+    answer = await communicator.receive_from(5)
+
+    assert says in answer
+    assert 'role="alert"' in answer
+    assert await Message.objects.filter(conversation=conversation).acount() == 0
+    await communicator.send_to(json.dumps({"message": "still usable [sim tokens=3 tps=100]", "client_id": "ok"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+    await communicator.disconnect()
