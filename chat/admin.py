@@ -1,22 +1,213 @@
+"""The admin: conversations with usage at a glance, audited transcripts, exports and the dashboard.
+
+Conversations are read-only here. Message text is shown only to staff holding
+``chat.view_transcript`` (transcripts, exports, text search), and every read is recorded.
+The live replies, the audit log and budgets are in ``chat.admin_extra``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.text import smart_split, unescape_string_literal
 
-from chat.models import Conversation, Message
+from chat import audit, exports
+from chat.admin_extra import ModelFilter, StatusFilter
+from chat.budgets import TOKENS, dollars
+from chat.dashboard import UsageRangeForm, build_dashboard
+from chat.models import Conversation, Message, TranscriptAccess
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    fields = ["role", "status", "content", "model", "input_tokens", "output_tokens", "cost", "created_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
+def _per_conversation(aggregate: Any, **filters: Any) -> Subquery:
+    """An aggregate over one conversation's messages, as a correlated subquery.
 
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
+    Subqueries rather than a join with GROUP BY: they stay correct when a filter or a
+    search joins the messages again, and the database computes them for one page only.
+    """
+    messages = Message.objects.filter(conversation=OuterRef("pk"), **filters).order_by()
+    return Subquery(messages.values("conversation").annotate(value=aggregate).values("value"))
+
+
+def with_stats(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    last_reply = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT)
+    return conversations.annotate(
+        message_count=Coalesce(_per_conversation(Count("pk")), 0),
+        tokens=_per_conversation(Sum(TOKENS), role=Message.Role.ASSISTANT),
+        cost=_per_conversation(Sum("cost"), role=Message.Role.ASSISTANT),
+        last_status=Subquery(last_reply.order_by("-created_at", "-pk").values("status")[:1]),
+    )
+
+
+Exporter = Callable[[Iterable[Conversation]], str]
 
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "owner", "provider", "model", "updated_at"]
+    list_display = [
+        "__str__",
+        "owner",
+        "model_choice",
+        "messages",
+        "tokens",
+        "cost",
+        "last_reply",
+        "updated_at",
+    ]
     list_select_related = ["owner"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), ModelFilter, StatusFilter, "updated_at"]
     search_fields = ["title", "owner__username"]
-    inlines = [MessageInline]
+    search_help_text = "Titles and usernames; message text too with the transcript permission."
+    # Counting every conversation again for "(N total)" is a second full count per page.
+    show_full_result_count = False
+    list_per_page = 50
+    fields = ["owner", "title", "provider", "model", "created_at", "updated_at", "messages", "tokens", "cost"]
+    actions = ["export_json", "export_markdown", "export_csv"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
+        return with_stats(super().get_queryset(request))
+
+    def get_list_display(self, request: HttpRequest) -> list[str]:
+        if audit.can_read_transcripts(request.user):
+            return [*self.list_display, "transcript"]
+        return self.list_display
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
+        return [*self.fields, "transcript"]
+
+    def get_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
+        return self.get_readonly_fields(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Conversation | None = None) -> bool:
+        return False
+
+    def has_transcript_permission(self, request: HttpRequest) -> bool:
+        return audit.can_read_transcripts(request.user)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        """Every term must match a title, a username or (if allowed) a message, as in the admin.
+
+        Message text is matched with EXISTS, so no join duplicates rows or inflates the stats;
+        without the transcript permission it is not searched, since a hit would reveal text.
+        """
+        text_allowed = audit.can_read_transcripts(request.user)
+        for bit in smart_split(search_term):
+            term = unescape_string_literal(bit) if bit[0] in {'"', "'"} and bit[-1] == bit[0] else bit
+            match = Q(title__icontains=term) | Q(owner__username__icontains=term)
+            if text_allowed:
+                match |= Exists(Message.objects.filter(conversation=OuterRef("pk"), content__icontains=term))
+            queryset = queryset.filter(match)
+        return queryset, False
+
+    # Columns
+
+    @admin.display(description="messages", ordering="message_count")
+    def messages(self, conversation: Conversation) -> int:
+        return conversation.message_count
+
+    @admin.display(description="model", ordering="model")
+    def model_choice(self, conversation: Conversation) -> str:
+        return conversation.model_choice
+
+    @admin.display(ordering="tokens")
+    def tokens(self, conversation: Conversation) -> str:
+        return "-" if conversation.tokens is None else f"{conversation.tokens:,}"
+
+    @admin.display(ordering="cost")
+    def cost(self, conversation: Conversation) -> str:
+        return "-" if conversation.cost is None else dollars(conversation.cost)
+
+    @admin.display(description="last reply", ordering="last_status")
+    def last_reply(self, conversation: Conversation) -> str:
+        return conversation.last_status or "-"
+
+    @admin.display(description="transcript")
+    def transcript(self, conversation: Conversation) -> str:
+        url = reverse("admin:chat_conversation_transcript", args=[conversation.pk])
+        return format_html('<a href="{}">Read transcript</a>', url)
+
+    # Pages
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/transcript/", view(self.transcript_view), name="chat_conversation_transcript"),
+            path("usage/", view(self.usage_view), name="chat_conversation_usage"),
+            *super().get_urls(),
+        ]
+
+    def transcript_view(self, request: HttpRequest, pk: int) -> TemplateResponse:
+        if not audit.can_read_transcripts(request.user):
+            raise PermissionDenied
+        conversation = get_object_or_404(Conversation.objects.select_related("owner"), pk=pk)
+        audit.record_access(request.user, [conversation])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Transcript: {conversation}",
+            "conversation": conversation,
+            "chat_messages": conversation.messages.all(),
+            "accesses": audit.accesses_of(conversation),
+        }
+        return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
+
+    def usage_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = UsageRangeForm(request.GET)
+        data = form.cleaned_data if form.is_valid() else UsageRangeForm({}).clean()
+        dashboard = build_dashboard(data["start"], data["end"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Usage",
+            "form": form,
+            "dashboard": dashboard,
+            "charts": dashboard.charts(),
+        }
+        return TemplateResponse(request, "admin/chat/conversation/usage.html", context)
+
+    # Exports: message text leaves the admin, so they need the transcript permission and are audited.
+
+    @admin.action(description="Export selected conversations as JSON", permissions=["transcript"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return self._export(request, queryset, exports.to_json, "application/json", "json")
+
+    @admin.action(description="Export selected conversations as Markdown", permissions=["transcript"])
+    def export_markdown(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return self._export(request, queryset, exports.to_markdown, "text/markdown; charset=utf-8", "md")
+
+    @admin.action(description="Export selected conversations as CSV", permissions=["transcript"])
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
+        return self._export(request, queryset, exports.to_csv, "text/csv; charset=utf-8", "csv")
+
+    def _export(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Conversation],
+        render: Exporter,
+        content_type: str,
+        ext: str,
+    ) -> HttpResponse:
+        selected = Conversation.objects.filter(pk__in=queryset.values("pk")).order_by("pk")
+        conversations = list(exports.with_messages(selected))
+        audit.record_access(request.user, conversations, TranscriptAccess.Action.EXPORT)
+        response = HttpResponse(render(conversations), content_type=content_type)
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = f'attachment; filename="conversations-{stamp}.{ext}"'
+        return response

@@ -82,7 +82,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
 
     async def _send_message(self, data: dict[str, Any]) -> None:
-        conversation = await database_sync_to_async(get_conversation)(self.scope["user"], self.conversation_id)
+        conversation = await database_sync_to_async(get_conversation)(
+            self.scope["user"], self.conversation_id
+        )
         if conversation is None:
             await self.close(code=4404)
             return

@@ -10,6 +10,7 @@ persisted message, so it is authoritative.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -109,7 +110,10 @@ class Reply:
             await self._finish(Message.Status.CANCELLED, started, flusher, content=self.relayed_text)
             return
         except TimeoutError:
-            result = {"status": Message.Status.ERROR, "error": f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended."}
+            result = {
+                "status": Message.Status.ERROR,
+                "error": f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended.",
+            }
         except UpstreamError as exc:
             result = {"status": Message.Status.ERROR, "error": sentence(exc.message)}
         except Exception:
@@ -120,7 +124,9 @@ class Reply:
     async def _stream(self, job: Job, started: float) -> dict:
         provider = get_providers()[job.provider]
         result: dict = {"status": Message.Status.COMPLETE, "ttft": None}
-        async for event in stream_events(provider, job.model, job.turns, job.system_prompt, on_retry=self._on_retry):
+        async for event in stream_events(
+            provider, job.model, job.turns, job.system_prompt, on_retry=self._on_retry
+        ):
             if isinstance(event, TextDelta):
                 if not self.pieces:
                     result["ttft"] = time.monotonic() - started
@@ -143,10 +149,8 @@ class Reply:
         """Relays new text at most once a frame interval and persists it about once a second."""
         last_persist = time.monotonic()
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), settings.CHAT_PERSIST_INTERVAL)
-            except TimeoutError:
-                pass
             self.wake.clear()
             if self.closing:
                 return

@@ -46,9 +46,7 @@ class MessageQuerySet(models.QuerySet["Message"]):
         """Move one reply to ``to`` if its current status allows it; False if it did not."""
         allowed_from = [s for s, targets in Message.TRANSITIONS.items() if to in targets]
         return bool(
-            self.filter(pk=pk, status__in=allowed_from).update(
-                status=to, updated_at=timezone.now(), **fields
-            )
+            self.filter(pk=pk, status__in=allowed_from).update(status=to, updated_at=timezone.now(), **fields)
         )
 
 
@@ -72,9 +70,7 @@ class Message(models.Model):
         Status.STREAMING: ENDINGS,
     }
 
-    conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
-    )
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     image_url = models.URLField(max_length=2000, blank=True)
@@ -126,3 +122,70 @@ class Message(models.Model):
     def dom_id(self) -> str:
         # An id must not start with a digit: htmx passes it to querySelector.
         return f"message-{self.pk}"
+
+
+class UsageBudget(models.Model):
+    """A person's daily allowance, set by an admin; a reply that would start past it is refused."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_budget"
+    )
+    daily_token_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Input plus output tokens per day; empty for no limit."
+    )
+    daily_cost_limit = models.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="Dollars per day; empty for no limit.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user}"
+
+
+class TranscriptAccess(models.Model):
+    """One time a member of staff read or exported a conversation.
+
+    Names are copied, so the record outlives the conversation and the staff account.
+    """
+
+    class Action(models.TextChoices):
+        READ = "read"
+        EXPORT = "export"
+
+    viewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    viewer_username = models.CharField(max_length=150)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.SET_NULL, null=True, related_name="accesses"
+    )
+    conversation_label = models.CharField(max_length=300)
+    owner_username = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=Action.choices, default=Action.READ)
+    accessed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-accessed_at", "-pk"]
+        verbose_name_plural = "transcript accesses"
+        indexes = [
+            models.Index(fields=["-accessed_at"], name="access_recent"),
+            models.Index(fields=["conversation", "-accessed_at"], name="access_conversation_recent"),
+        ]
+        # The permission that guards message text in the admin lives here, beside its audit trail.
+        permissions = [("view_transcript", "Can read and export conversation transcripts")]
+
+    def __str__(self) -> str:
+        return f"{self.viewer_username} {self.action} {self.conversation_label}"
+
+
+class LiveReply(Message):
+    """Replies generating now on any worker, for the admin's live list and its Stop action."""
+
+    class Meta:
+        proxy = True
+        verbose_name_plural = "live replies"
+        permissions = [("stop_reply", "Can stop any person's reply")]

@@ -26,7 +26,14 @@ ALLOWED_TAGS = {
     "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
     "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
-ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "code": {"class"}, "pre": {"class"}, "span": {"class"}, "td": {"style"}, "th": {"style"}}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "pre": {"class"},
+    "span": {"class"},
+    "td": {"style"},
+    "th": {"style"},
+}
 
 
 def _highlight(code: str, lang: str, _attrs: str) -> str:
@@ -39,7 +46,11 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
 
 @cache
 def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable("table").enable("strikethrough")
+    return (
+        MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
+        .enable("table")
+        .enable("strikethrough")
+    )
 
 
 def render_markdown(text: str) -> SafeString:

@@ -42,8 +42,7 @@ def check_message(text: str, image_url: str = "") -> tuple[str, str]:
         raise ChatError("Type a message first.")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ChatError(
-            f"That message is {len(text):,} characters; the limit is "
-            f"{settings.CHAT_MAX_MESSAGE_CHARS:,}."
+            f"That message is {len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,}."
         )
     if image_url and (urlsplit(image_url).scheme not in {"http", "https"} or not urlsplit(image_url).netloc):
         raise ChatError("The image URL must be an http:// or https:// address.")
@@ -143,7 +142,9 @@ def do_interrupt_stale_replies() -> list[Message]:
     return [
         m
         for m in stale
-        if do_finish_reply(m.pk, Message.Status.INTERRUPTED, error="The server stopped while writing this reply.")
+        if do_finish_reply(
+            m.pk, Message.Status.INTERRUPTED, error="The server stopped while writing this reply."
+        )
     ]
 
 
@@ -202,18 +203,23 @@ async def send_message(
 
 
 async def stop_reply(reply: Message) -> None:
-    """Ask the worker that owns ``reply`` to stop it, wherever that worker runs.
+    """Ask the worker that owns ``reply`` to stop it, wherever that worker runs."""
+    if await database_sync_to_async(do_request_stop)(reply):
+        await notify_stop_requested(reply)
 
-    The request is recorded first, so a dropped channel message still takes effect at
-    the owner's next heartbeat.
-    """
-    if not await database_sync_to_async(do_request_stop)(reply):
-        return
+
+async def notify_stop_requested(reply: Message) -> None:
+    # The request is recorded first, so a dropped channel message still takes effect at
+    # the owner's next heartbeat.
     await notify_status(reply.conversation_id, reply.pk, "Stopping…")
     await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
 
 
 async def interrupt_stale_replies() -> None:
-    for reply in await database_sync_to_async(do_interrupt_stale_replies)():
+    await notify_interrupted(await database_sync_to_async(do_interrupt_stale_replies)())
+
+
+async def notify_interrupted(replies: list[Message]) -> None:
+    for reply in replies:
         logger.warning("reply %s interrupted: its worker stopped beating", reply.pk)
         await notify_final(reply.conversation_id, reply.pk)

@@ -123,9 +123,7 @@ async def stream_events(
         except httpx.ConnectTimeout:
             error = UpstreamError("connecting to the upstream timed out", retryable=True)
         except httpx.ReadTimeout:
-            error = UpstreamError(
-                f"the upstream sent nothing for {settings.CHAT_READ_TIMEOUT:g} s"
-            )
+            error = UpstreamError(f"the upstream sent nothing for {settings.CHAT_READ_TIMEOUT:g} s")
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             error = UpstreamError(f"the connection to the upstream dropped ({exc})")
         except httpx.HTTPError as exc:

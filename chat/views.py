@@ -29,7 +29,8 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
     # A page load is also a chance to end replies whose worker died.
-    async_to_sync(services.interrupt_stale_replies)()
+    if stale := services.do_interrupt_stale_replies():
+        async_to_sync(services.notify_interrupted)(stale)
     return render(
         request,
         "chat/conversation.html",
@@ -58,7 +59,8 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     reply = get_object_or_404(Message, pk=pk, conversation__owner=request.user, role=Message.Role.ASSISTANT)
-    async_to_sync(services.stop_reply)(reply)
+    if services.do_request_stop(reply):
+        async_to_sync(services.notify_stop_requested)(reply)
     return HttpResponse(status=204)
 
 

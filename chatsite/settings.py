@@ -103,11 +103,7 @@ TEMPLATES = [
 
 # CONN_MAX_AGE=0 under ASGI: persistent connections leak across the threads that
 # sync_to_async uses; PostgreSQL gets psycopg 3's pool instead.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0
-    )
-}
+DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -157,7 +153,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
@@ -174,9 +171,7 @@ LOGGING = {
 CHAT_PROVIDERS_FILE = env_str("CHAT_PROVIDERS_FILE")
 # Where the built-in demo upstream (``python -m chat.simulator``, started by
 # ``make run``) is reached when no providers file is given.
-CHAT_DEMO_BASE_URL = env_str(
-    "CHAT_DEMO_BASE_URL", f"http://127.0.0.1:{env_str('DEMO_PORT', '8001')}/v1"
-)
+CHAT_DEMO_BASE_URL = env_str("CHAT_DEMO_BASE_URL", f"http://127.0.0.1:{env_str('DEMO_PORT', '8001')}/v1")
 CHAT_CONNECT_TIMEOUT = env_float("CHAT_CONNECT_TIMEOUT", 10.0)
 CHAT_READ_TIMEOUT = env_float("CHAT_READ_TIMEOUT", 60.0)
 CHAT_REPLY_DEADLINE = env_float("CHAT_REPLY_DEADLINE", 600.0)

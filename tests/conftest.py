@@ -36,6 +36,11 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database(django_db_setup: None) -> None:
+    """Create the test database up front, in sync code: async tests cannot create it."""
+
+
 @pytest.fixture(scope="session")
 def simulator() -> SimulatorProcess:
     with start_simulator() as process:

@@ -62,7 +62,9 @@ class SimulatorProcess:
     process: subprocess.Popen
 
     def _call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", method=method, data=b"" if method == "POST" else None)
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, data=b"" if method == "POST" else None
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -131,7 +133,8 @@ def prepare_database(env: dict[str, str], users: tuple[str, ...] = ("alice", "bo
     """Migrate, and create ordinary (non-staff) users with the test password."""
     manage(env, "migrate", "--noinput", "-v0")
     create = "from django.contrib.auth.models import User\n" + "".join(
-        f"User.objects.filter(username={u!r}).exists() or User.objects.create_user({u!r}, password={PASSWORD!r})\n"
+        f"User.objects.filter(username={u!r}).exists() or "
+        f"User.objects.create_user({u!r}, password={PASSWORD!r})\n"
         for u in users
     )
     manage(env, "shell", "-c", create)

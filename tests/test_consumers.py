@@ -34,16 +34,18 @@ async def make_conversation(owner: User) -> Conversation:
 
 
 async def connect(user, conversation_id: int) -> tuple[bool, WebsocketCommunicator]:
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_id}/")
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_id}/"
+    )
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
     return connected, communicator
 
 
-async def frames_until(communicator: WebsocketCommunicator, pattern: str, timeout: float = 10) -> list[str]:
+async def frames_until(communicator: WebsocketCommunicator, pattern: str, wait: float = 10) -> list[str]:
     frames: list[str] = []
     while not re.search(pattern, frames[-1] if frames else ""):
-        frames.append(await communicator.receive_from(timeout))
+        frames.append(await communicator.receive_from(wait))
     return frames
 
 
@@ -76,7 +78,7 @@ async def test_a_complete_reply_streams_in_frames_and_ends_persisted(sim: Simula
     await communicator.send_to(json.dumps({"message": "Hi [sim tokens=30 tps=100]", "client_id": "a1"}))
     frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
 
-    deltas = [f for f in frames if "hx-swap-oob=\"beforeend:#message-" in f]
+    deltas = [f for f in frames if 'hx-swap-oob="beforeend:#message-' in f]
     assert len(deltas) >= 2
     reply = await reply_of(conversation)
     assert reply.status == Message.Status.COMPLETE
@@ -165,7 +167,9 @@ async def test_an_unreachable_upstream_is_an_error_not_a_spinner(sim: SimulatorP
         (json.dumps({"message": "hi", "image_url": "javascript:alert(1)"}), "http:// or https://"),
     ],
 )
-async def test_bad_frames_get_a_clear_error_and_change_nothing(sim: SimulatorProcess, frame: str, says: str) -> None:
+async def test_bad_frames_get_a_clear_error_and_change_nothing(
+    sim: SimulatorProcess, frame: str, says: str
+) -> None:
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
@@ -175,6 +179,8 @@ async def test_bad_frames_get_a_clear_error_and_change_nothing(sim: SimulatorPro
     assert says in answer
     assert 'role="alert"' in answer
     assert await Message.objects.filter(conversation=conversation).acount() == 0
-    await communicator.send_to(json.dumps({"message": "still usable [sim tokens=3 tps=100]", "client_id": "ok"}))
+    await communicator.send_to(
+        json.dumps({"message": "still usable [sim tokens=3 tps=100]", "client_id": "ok"})
+    )
     await frames_until(communicator, r'data-role="assistant" data-status="complete"')
     await communicator.disconnect()

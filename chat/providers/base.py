@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from chat.providers.events import UpstreamError
+from chat.providers.events import Finished, UpstreamError
+
+# Stands for the ``[DONE]`` sentinel among the parsed payloads of an event.
+DONE: Final = object()
+# Token counts above this would not fit the database's integer columns.
+MAX_TOKENS = 2**31 - 1
+# The longest finish reason the database keeps.
+MAX_REASON = 50
 
 
 @dataclass(frozen=True)
@@ -23,12 +31,86 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def flatten_history(turns: Sequence[Turn], system_prompt: str = "") -> str:
+    """One prompt for the dialects that take no list of messages (MuAPI, text-delta).
+
+    A lone message without a system prompt is sent as it is. Anything longer becomes a
+    transcript, so a multi-turn chat keeps its context::
+
+        System: <system prompt, when the dialect has no field of its own for it>
+
+        User: <first message>
+
+        Assistant: <first reply>
+
+        User: <latest message>
+
+        Assistant:
+
+    The trailing ``Assistant:`` cues the model to answer. An earlier message's image
+    cannot be sent again, so its URL is named (``[image: URL]``) for the model to know it
+    was there; the latest message's image is the dialect's to send or refuse.
+    """
+    if len(turns) == 1 and not system_prompt:
+        return turns[0].content
+    parts = [f"System: {system_prompt}"] if system_prompt else []
+    for index, turn in enumerate(turns):
+        image = f"\n[image: {turn.image_url}]" if turn.image_url and index < len(turns) - 1 else ""
+        parts.append(f"{'User' if turn.role == 'user' else 'Assistant'}: {turn.content}{image}")
+    return "\n\n".join([*parts, "Assistant:"])
+
+
 def load_json(data: str) -> Any:
     try:
         return json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         preview = data[:80]
-        raise UpstreamError(f"the upstream sent a chunk that is not valid JSON: {preview!r}")
+        raise UpstreamError(f"the upstream sent a chunk that is not valid JSON: {preview!r}") from None
+
+
+def read_payloads(data: str) -> list[Any]:
+    """The parsed JSON documents of one event's data, with ``DONE`` for ``[DONE]``.
+
+    Usually one. Some vendors document their streams as bare ``data:`` lines without the
+    blank line that ends an SSE event (the generic and MuAPI docs show them so); those
+    lines arrive as one multi-line event, so when the whole is not one document, each line
+    is read as its own. Raises ``UpstreamError`` for anything that is not JSON: a bad
+    chunk is never skipped.
+    """
+    text = data.strip()
+    if not text:
+        return []
+    try:
+        return [_payload(text)]
+    except UpstreamError:
+        if "\n" not in text:
+            raise
+    return [_payload(line) for line in text.split("\n") if line.strip()]
+
+
+def _payload(text: str) -> Any:
+    return DONE if text.strip() == "[DONE]" else load_json(text)
+
+
+def expect_object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise UpstreamError(f"the upstream sent an unexpected chunk: {json.dumps(payload)[:80]!r}")
+    return payload
+
+
+def token_count(value: Any) -> int | None:
+    """A token count the database can store, or None (unknown) for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKENS:
+        return value
+    return None
+
+
+def finished(reason: Any) -> Finished:
+    return Finished(str(reason)[:MAX_REASON])
 
 
 def error_text(error: Any) -> str:
@@ -43,7 +125,7 @@ def error_from_body(body: bytes) -> str | None:
     """The provider's own message from a JSON error body, if it sent one."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if isinstance(data, dict):
         for key in ("error", "detail", "message"):

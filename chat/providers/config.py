@@ -118,7 +118,5 @@ def get_providers() -> dict[str, Provider]:
 def choices() -> list[tuple[str, str]]:
     """(value, label) pairs for the model picker: value is ``provider/model``."""
     return [
-        (f"{p.name}/{m.name}", f"{p.name} · {m.name}")
-        for p in get_providers().values()
-        for m in p.models
+        (f"{p.name}/{m.name}", f"{p.name} · {m.name}") for p in get_providers().values() for m in p.models
     ]

@@ -31,9 +31,7 @@ class UpstreamError(Exception):
     ``retry_after`` is the upstream's own wish, in seconds, when it sent one.
     """
 
-    def __init__(
-        self, message: str, *, retryable: bool = False, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable

@@ -1,9 +1,13 @@
 """OpenAI-compatible Chat Completions (``stream: true``).
 
-Covers OpenAI, Ollama, vLLM, llama.cpp and the vendors in the seed docs. Tolerates a
-role-only first chunk, chunks with empty ``choices``, deltas without ``content`` and
-fields it does not know (tool calls, reasoning). ``[DONE]`` or a ``finish_reason`` ends
-the stream; anything else ending it is an early end.
+Covers OpenAI, Ollama, vLLM, llama.cpp and the vendors in the seed docs (mume, vmira,
+flowapi). Tolerates a role-only first chunk, chunks with empty ``choices``, deltas without
+``content`` and fields it does not know (tool calls, reasoning). ``[DONE]`` or a
+``finish_reason`` ends the stream; anything else ending it is an early end.
+
+Per-provider option: ``include_usage = true`` asks for token counts in the final chunk
+(``stream_options.include_usage``); off by default because some vendors reject fields
+they do not know.
 """
 
 from __future__ import annotations
@@ -13,9 +17,21 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
-from chat.providers.base import Request, Turn, error_text, load_json
+from chat.providers.base import (
+    DONE,
+    Request,
+    Turn,
+    bearer,
+    error_text,
+    expect_object,
+    finished,
+    read_payloads,
+    token_count,
+)
 from chat.providers.config import Provider
-from chat.providers.events import Event, Finished, TextDelta, UpstreamError, Usage
+from chat.providers.events import Event, TextDelta, UpstreamError, Usage
+
+ACCEPTS_IMAGES = True
 
 
 def _content(turn: Turn) -> str | list[dict[str, Any]]:
@@ -27,9 +43,7 @@ def _content(turn: Turn) -> str | list[dict[str, Any]]:
     ]
 
 
-def build_request(
-    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = ""
-) -> Request:
+def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
     messages: list[dict[str, Any]] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
@@ -37,37 +51,44 @@ def build_request(
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
     if provider.options.get("include_usage"):
         body["stream_options"] = {"include_usage": True}
-    headers = {"Authorization": f"Bearer {key}"} if (key := provider.api_key()) else {}
-    return Request(url=f"{provider.base_url}/chat/completions", json=body, headers=headers)
+    url = f"{provider.base_url}/chat/completions"
+    return Request(url=url, json=body, headers=bearer(provider.api_key()))
 
 
 class Parser:
+    """Chat Completions chunks as events. MuAPI streams the same chunks, so it uses this too."""
+
     def __init__(self) -> None:
         self.ended = False
 
     def feed(self, sse: ServerSentEvent) -> list[Event]:
-        if not sse.data:
-            return []
-        if sse.data.strip() == "[DONE]":
-            self.ended = True
-            return []
-        chunk = load_json(sse.data)
-        if not isinstance(chunk, dict):
-            raise UpstreamError(f"the upstream sent an unexpected chunk: {sse.data[:80]!r}")
-        if "error" in chunk:
+        events: list[Event] = []
+        for payload in read_payloads(sse.data):
+            if payload is DONE:
+                self.ended = True
+            else:
+                events += self._chunk(expect_object(payload))
+        return events
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[Event]:
+        if chunk.get("error"):
             raise UpstreamError(error_text(chunk["error"]))
         events: list[Event] = []
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
-            if isinstance(content := delta.get("content"), str) and content:
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
                 events.append(TextDelta(content))
             if reason := choice.get("finish_reason"):
                 self.ended = True
-                events.append(Finished(str(reason)))
+                events.append(finished(reason))
         if isinstance(usage := chunk.get("usage"), dict):
-            events.append(Usage(usage.get("prompt_tokens"), usage.get("completion_tokens")))
+            events.append(
+                Usage(token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")))
+            )
         return events
 
     def close(self) -> list[Event]:

@@ -60,16 +60,23 @@ class ChatCompletions:
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
         events = [self._chunk({}, finish)]
         if request.include_usage:
-            usage = {"prompt_tokens": estimate("x" * request.prompt_chars), "completion_tokens": estimate(text)}
+            usage = {
+                "prompt_tokens": estimate("x" * request.prompt_chars),
+                "completion_tokens": estimate(text),
+            }
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            events.append(sse(_dumps({"id": self.id, "object": "chat.completion.chunk", "choices": [], "usage": usage})))
+            events.append(
+                sse(_dumps({"id": self.id, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+            )
         return [*events, sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": {"message": message, "type": "server_error"}}))
 
     def error_body(self, status: int, message: str) -> dict:
-        return {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"}}
+        return {
+            "error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"}
+        }
 
 
 class Responses:
@@ -92,12 +99,18 @@ class Responses:
         return [sse(_dumps({"type": "response.created", "response": response}), "response.created")]
 
     def token(self, text: str, so_far: str) -> str:
-        return sse(_dumps({"type": "response.output_text.delta", "delta": text}), "response.output_text.delta")
+        return sse(
+            _dumps({"type": "response.output_text.delta", "delta": text}), "response.output_text.delta"
+        )
 
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
         usage = {"input_tokens": estimate("x" * request.prompt_chars), "output_tokens": estimate(text)}
         if finish == "length":
-            response = {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}, "usage": usage}
+            response = {
+                "status": "incomplete",
+                "incomplete_details": {"reason": "max_output_tokens"},
+                "usage": usage,
+            }
             return [sse(_dumps({"type": "response.incomplete", "response": response}), "response.incomplete")]
         response = {"status": "completed", "usage": usage}
         return [sse(_dumps({"type": "response.completed", "response": response}), "response.completed")]
@@ -106,7 +119,12 @@ class Responses:
         return sse(_dumps({"type": "error", "code": "server_error", "message": message}), "error")
 
     def error_body(self, status: int, message: str) -> dict:
-        return {"error": {"message": message, "type": "server_error" if status >= 500 else "invalid_request_error"}}
+        return {
+            "error": {
+                "message": message,
+                "type": "server_error" if status >= 500 else "invalid_request_error",
+            }
+        }
 
 
 class MuApi(ChatCompletions):
@@ -147,7 +165,10 @@ class TextDelta:
         return sse(_dumps({"id": self.id, "text": so_far + text, "delta": text}))
 
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
-        return [sse(_dumps({"id": self.id, "text": text, "delta": "", "finishReason": finish})), sse("[DONE]")]
+        return [
+            sse(_dumps({"id": self.id, "text": text, "delta": "", "finishReason": finish})),
+            sse("[DONE]"),
+        ]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": {"type": "server_error", "message": message}}))

@@ -9,6 +9,7 @@ request) and ``POST /_sim/reset`` to the tests and the benchmark.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import Counter
@@ -89,9 +90,14 @@ class Simulator:
     def _authorized(self, headers: dict[str, str]) -> bool:
         if not self.api_key:
             return True
-        return headers.get("authorization") == f"Bearer {self.api_key}" or headers.get("x-api-key") == self.api_key
+        return (
+            headers.get("authorization") == f"Bearer {self.api_key}"
+            or headers.get("x-api-key") == self.api_key
+        )
 
-    async def _generate(self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    async def _generate(
+        self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> None:
         found = route(path)
         if method != "POST" or found is None:
             await self._respond(writer, 404, {"error": {"message": f"no route for {method} {path}"}})
@@ -116,7 +122,9 @@ class Simulator:
             self.failures[request.prompt] += 1
             record["outcome"] = f"status {plan.status}"
             extra = f"retry-after: {plan.retry_after}\r\n" if plan.retry_after else ""
-            await self._respond(writer, plan.status, dialect.error_body(plan.status, "The demo model is overloaded."), extra)
+            await self._respond(
+                writer, plan.status, dialect.error_body(plan.status, "The demo model is overloaded."), extra
+            )
             return
         await self._stream(reader, writer, dialect, request, plan, record)
 
@@ -127,6 +135,7 @@ class Simulator:
             while await reader.read(4096):
                 pass
             record["client_closed_at"] = time.time()
+            record["outcome"] = record["outcome"] or "client closed"
             closed.set()
 
         watcher = asyncio.create_task(watch())
@@ -156,7 +165,11 @@ class Simulator:
             start = time.monotonic() + plan.first_token_delay
             text = ""
             for i, token in enumerate(tokens):
-                if plan.fail and i == plan.after and await self._fail(writer, emit, dialect, plan, record, closed):
+                if (
+                    plan.fail
+                    and i == plan.after
+                    and await self._fail(writer, emit, dialect, plan, record, closed)
+                ):
                     return
                 delay = start + i / plan.tps - time.monotonic()
                 if delay > 0:
@@ -168,7 +181,11 @@ class Simulator:
                 text += token
                 record["token_times"].append(time.time())
                 record["text"] = text
-            if plan.fail and plan.after >= len(tokens) and await self._fail(writer, emit, dialect, plan, record, closed):
+            if (
+                plan.fail
+                and plan.after >= len(tokens)
+                and await self._fail(writer, emit, dialect, plan, record, closed)
+            ):
                 return
             for event in dialect.tail(request, plan.finish, text):
                 await emit(event)
@@ -188,7 +205,9 @@ class Simulator:
                 except TimeoutError:
                     watcher.cancel()
 
-    async def _fail(self, writer, emit, dialect, plan: Plan, record: dict[str, Any], closed: asyncio.Event) -> bool:
+    async def _fail(
+        self, writer, emit, dialect, plan: Plan, record: dict[str, Any], closed: asyncio.Event
+    ) -> bool:
         """Inject ``plan.fail``; True when the stream is over."""
         record["outcome"] = plan.fail
         if plan.fail == "error":
@@ -200,10 +219,8 @@ class Simulator:
         elif plan.fail == "truncate":
             writer.write(b"0\r\n\r\n")
         elif plan.fail == "stall":
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closed.wait(), 600)
-            except TimeoutError:
-                pass
         elif plan.fail == "disconnect":
             writer.transport.abort()
             return True

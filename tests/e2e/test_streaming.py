@@ -45,7 +45,9 @@ def test_a_reply_streams_in_steps_and_completes_as_markdown(page: Page, sim: Sim
     increasing = [n for previous, n in zip([0, *growth], growth, strict=False) if n > previous]
     assert len(increasing) >= 3, growth
     expect(last_reply(page).locator("h2")).to_have_text("Tell me about streaming")
-    expect(page.locator("[data-role=user]").last).to_have_text("Tell me about streaming [sim tokens=80 tps=40]")
+    expect(page.locator("[data-role=user]").last).to_have_text(
+        "Tell me about streaming [sim tokens=80 tps=40]"
+    )
 
 
 def test_stop_aborts_the_upstream_and_keeps_the_text_shown(page: Page, sim: SimulatorProcess, db) -> None:
@@ -80,7 +82,9 @@ def test_escape_stops_the_reply(page: Page, sim: SimulatorProcess) -> None:
     assert wait_until(lambda: sim.last()["client_closed_at"])
 
 
-def test_an_upstream_failure_shows_an_error_with_the_partial_text(page: Page, sim: SimulatorProcess, db) -> None:
+def test_an_upstream_failure_shows_an_error_with_the_partial_text(
+    page: Page, sim: SimulatorProcess, db
+) -> None:
     send(page, "Fail please [sim tokens=200 tps=100 fail=disconnect after=20]")
     expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
     expect(last_reply(page).locator(".error-text")).to_contain_text("connection to the upstream dropped")

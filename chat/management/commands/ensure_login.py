@@ -30,6 +30,8 @@ class Command(BaseCommand):
         password = password or secrets.token_urlsafe(12)
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
-            self.stdout.write(self.style.SUCCESS(f"Created a login: username {username!r}, password {password!r}"))
+            self.stdout.write(
+                self.style.SUCCESS(f"Created a login: username {username!r}, password {password!r}")
+            )
         else:
             self.stdout.write(self.style.SUCCESS(f"Created a login: username {username!r}"))

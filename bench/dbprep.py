@@ -1,0 +1,129 @@
+"""The benchmark's side of the app's database, run as ``python -m bench.dbprep COMMAND``.
+
+It runs in a subprocess with the app's environment (each configuration has its own
+``DATABASE_URL``), prints JSON on stdout and reads JSON on stdin where it needs to.
+
+Database writes are counted by triggers that log every INSERT and UPDATE of a row of
+``chat_message`` and ``chat_conversation`` into ``bench_write``: the same count on
+SQLite and PostgreSQL, per row, whatever code path wrote it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+SQLITE_TRIGGERS = [
+    "CREATE TABLE IF NOT EXISTS bench_write (id INTEGER PRIMARY KEY, tbl TEXT, row_id INTEGER, op TEXT)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS bench_{table}_{op.lower()} AFTER {op} ON chat_{table} "
+        f"BEGIN INSERT INTO bench_write (tbl, row_id, op) VALUES ('{table}', NEW.id, '{op[0]}'); END"
+        for table in ("message", "conversation")
+        for op in ("INSERT", "UPDATE")
+    ),
+]
+POSTGRES_TRIGGERS = [
+    "CREATE TABLE IF NOT EXISTS bench_write (id bigserial PRIMARY KEY, tbl text, row_id bigint, op text)",
+    "CREATE OR REPLACE FUNCTION bench_log() RETURNS trigger AS $$ BEGIN "
+    "INSERT INTO bench_write (tbl, row_id, op) VALUES (TG_ARGV[0], NEW.id, left(TG_OP, 1)); "
+    "RETURN NULL; END $$ LANGUAGE plpgsql",
+    *(
+        statement
+        for table in ("message", "conversation")
+        for statement in (
+            f"DROP TRIGGER IF EXISTS bench_{table} ON chat_{table}",
+            f"CREATE TRIGGER bench_{table} AFTER INSERT OR UPDATE ON chat_{table} "
+            f"FOR EACH ROW EXECUTE FUNCTION bench_log('{table}')",
+        )
+    ),
+]
+
+
+def setup(users: int, password: str) -> dict[str, Any]:
+    """Users ``bench-0`` .. ``bench-N`` (one password hash, computed once) and the triggers."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    names = [f"bench-{i}" for i in range(users)]
+    existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    hashed = make_password(password)
+    User.objects.bulk_create([User(username=n, password=hashed) for n in names if n not in existing])
+    statements = POSTGRES_TRIGGERS if connection.vendor == "postgresql" else SQLITE_TRIGGERS
+    with connection.cursor() as cursor:
+        for statement in statements:
+            cursor.execute(statement)
+    return {"users": names, "vendor": connection.vendor}
+
+
+def conversations(users: int, count: int) -> dict[str, Any]:
+    """``count`` empty conversations, dealt round-robin to the users; clears the write log."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from chat.models import Conversation
+    from chat.providers.config import get_providers
+
+    provider = next(iter(get_providers().values()))
+    owners = list(User.objects.filter(username__in=[f"bench-{i}" for i in range(users)]).order_by("id"))
+    created = Conversation.objects.bulk_create(
+        [
+            Conversation(owner=owners[i % len(owners)], provider=provider.name, model=provider.models[0].name)
+            for i in range(count)
+        ]
+    )
+    if any(c.pk is None for c in created):  # no RETURNING on this database: read them back
+        created = list(Conversation.objects.order_by("-id")[:count])[::-1]
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM bench_write")
+    return {"conversations": [[c.owner.username, c.pk] for c in created]}
+
+
+def report(reply_ids: list[int]) -> dict[str, Any]:
+    """Each reply as persisted, with the writes its row took; and all writes logged."""
+    from django.db import connection
+
+    from chat.models import Message
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tbl, row_id, count(*) FROM bench_write GROUP BY tbl, row_id")
+        rows = cursor.fetchall()
+    writes = {(table, row): n for table, row, n in rows}
+    replies = {
+        m.pk: {
+            "status": m.status,
+            "content": m.content,
+            "duration_ms": m.duration_ms,
+            "ttft_ms": m.time_to_first_token_ms,
+            "writes": writes.get(("message", m.pk), 0),
+        }
+        for m in Message.objects.filter(pk__in=reply_ids)
+    }
+    return {"replies": {str(k): v for k, v in replies.items()}, "writes_total": sum(writes.values())}
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    import django
+
+    django.setup()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command", choices=["setup", "conversations", "report"])
+    parser.add_argument("--users", type=int, default=1)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--password", default="")
+    args = parser.parse_args()
+    if args.command == "setup":
+        result = setup(args.users, args.password)
+    elif args.command == "conversations":
+        result = conversations(args.users, args.count)
+    else:
+        result = report([int(i) for i in json.load(sys.stdin)])
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
