@@ -17,7 +17,9 @@ def can_read_transcripts(user: AbstractBaseUser) -> bool:
 
 
 def record_access(
-    viewer: AbstractBaseUser, conversations: Iterable[Conversation], action: str = TranscriptAccess.Action.READ
+    viewer: AbstractBaseUser,
+    conversations: Iterable[Conversation],
+    action: str = TranscriptAccess.Action.READ,
 ) -> list[TranscriptAccess]:
     """Write one record per conversation; callers load ``owner`` with the conversations."""
     return TranscriptAccess.objects.bulk_create(

@@ -8,8 +8,11 @@ snapshot from the worker that owns the reply, never with a gap or a repeat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -21,6 +24,12 @@ from chat.models import Conversation, Message
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
+# A snapshot not back by then was dropped (at-most-once delivery): the next frame asks again.
+SNAPSHOT_PATIENCE = 2.0
+RETRYABLE = {Message.Status.INTERRUPTED, Message.Status.ERROR}
+
+# This process's open sockets, for a restart to close (see chat.lifecycle).
+_open_consumers: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
 
 
 def get_conversation(user: Any, conversation_id: int) -> Conversation | None:
@@ -33,6 +42,37 @@ def get_messages(ids: list[int]) -> list[Message]:
 
 def get_active_replies(conversation_id: int) -> list[Message]:
     return list(Message.objects.active().filter(conversation_id=conversation_id))
+
+
+def get_retry_prompt(conversation_id: int, reply_id: Any) -> Message | None:
+    """The person's message that an interrupted or failed reply answered."""
+    if not str(reply_id).isdigit():
+        return None
+    reply = Message.objects.filter(
+        pk=int(reply_id),
+        conversation_id=conversation_id,
+        role=Message.Role.ASSISTANT,
+        status__in=RETRYABLE,
+    ).first()
+    if reply is None:
+        return None
+    return (
+        Message.objects.filter(
+            conversation_id=conversation_id, role=Message.Role.USER, created_at__lte=reply.created_at
+        )
+        .exclude(pk=reply.pk)
+        .last()
+    )
+
+
+async def close_all_for_restart() -> None:
+    """Close every socket of this process with 1012, after the final state of its replies."""
+    consumers = list(_open_consumers)
+    _open_consumers.clear()
+    results = await asyncio.gather(*(c.close_for_restart() for c in consumers), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            logger.warning("closing a socket for the restart failed: %r", result)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -52,15 +92,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # snapshot is on its way.
         self.offsets: dict[int, int | None] = {}
         self.workers: dict[int, str] = {}
+        self.snapshot_asked: dict[int, float] = {}
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        _open_consumers.add(self)
         for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
             await self._resync(reply)
 
     async def disconnect(self, code: int) -> None:
+        _open_consumers.discard(self)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def close_for_restart(self) -> None:
+        """Send the final state of the replies this page follows, then close with 1012.
+
+        Runs outside this consumer's own task, which daphne cancels on shutdown.
+        """
+        ended = [m for m in await database_sync_to_async(get_messages)(list(self.offsets)) if not m.is_active]
+        if ended:
+            await self.send(
+                "".join(rendering.message_html(m, oob=True) for m in ended) + rendering.stop_button_html()
+            )
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.close(code=1012)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None or len(text_data) > MAX_FRAME_BYTES:
@@ -78,6 +134,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_message(data)
         elif action == "stop":
             await self._stop()
+        elif action == "retry":
+            await self._retry(data.get("id"))
         else:
             await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
 
@@ -101,6 +159,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.send(rendering.composer_html())
 
+    async def _retry(self, reply_id: Any) -> None:
+        conversation = await database_sync_to_async(get_conversation)(
+            self.scope["user"], self.conversation_id
+        )
+        prompt = await database_sync_to_async(get_retry_prompt)(self.conversation_id, reply_id)
+        if conversation is None or prompt is None:
+            await self.send(rendering.composer_html(error="That reply cannot be retried."))
+            return
+        try:
+            # One retry per reply, however often the button is pressed.
+            await services.send_message(
+                conversation, prompt.content, client_id=f"retry-{reply_id}", image_url=prompt.image_url
+            )
+        except services.ChatError as exc:
+            await self.send(rendering.composer_html(error=str(exc)))
+
     async def _stop(self) -> None:
         for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
             await services.stop_reply(reply)
@@ -108,6 +182,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _resync(self, reply: Message) -> None:
         self.offsets[reply.pk] = None
         self.workers[reply.pk] = reply.worker_channel
+        self.snapshot_asked[reply.pk] = time.monotonic()
         await self.channel_layer.send(
             reply.worker_channel,
             {"type": "reply.snapshot", "id": reply.pk, "reply_to": self.channel_name},
@@ -127,7 +202,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         reply_id, offset, text = event["id"], event["offset"], event["text"]
         have = self.offsets.get(reply_id, -1)
         if have is None:
-            return  # the snapshot on its way includes this text
+            if time.monotonic() - self.snapshot_asked[reply_id] < SNAPSHOT_PATIENCE:
+                return  # the snapshot on its way includes this text
+            have = -1
         if have == -1 or offset > have:
             replies = await database_sync_to_async(get_messages)([reply_id])
             if replies and replies[0].is_active:
@@ -139,7 +216,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(rendering.delta_html(reply_id, fresh))
 
     async def reply_snapshot(self, event: dict[str, Any]) -> None:
-        if event["id"] in self.offsets:
+        have = self.offsets.get(event["id"], -1)
+        # A late answer to an earlier request may hold less than the page has.
+        if have is None or (have != -1 and len(event["text"]) >= have):
             self.offsets[event["id"]] = len(event["text"])
             await self.send(rendering.body_html(event["id"], event["text"]))
 
@@ -151,6 +230,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def reply_final(self, event: dict[str, Any]) -> None:
         self.offsets.pop(event["id"], None)
+        self.snapshot_asked.pop(event["id"], None)
         messages = await database_sync_to_async(get_messages)([event["id"]])
         if messages:
             await self.send(rendering.message_html(messages[0], oob=True) + rendering.stop_button_html())

@@ -52,9 +52,7 @@ def replies_between(start: date, end: date) -> QuerySet[Message]:
 
 def _totals(replies: QuerySet[Message], *group: str) -> QuerySet[Any]:
     return (
-        replies.order_by()
-        .values(*group)
-        .annotate(replies=Count("pk"), tokens=Sum(TOKENS), cost=Sum("cost"))
+        replies.order_by().values(*group).annotate(replies=Count("pk"), tokens=Sum(TOKENS), cost=Sum("cost"))
     )
 
 
@@ -73,7 +71,9 @@ def per_user(replies: QuerySet[Message]) -> list[dict[str, Any]]:
 
 def per_model(replies: QuerySet[Message]) -> list[dict[str, Any]]:
     rows = list(
-        _totals(replies.annotate(choice=Concat(F("provider"), "/", F("model"))), "choice", "provider", "model")
+        _totals(
+            replies.annotate(choice=Concat(F("provider"), "/", F("model"))), "choice", "provider", "model"
+        )
         .annotate(
             errors=Count("pk", filter=Q(status=Message.Status.ERROR)),
             stops=Count("pk", filter=Q(status=Message.Status.CANCELLED)),
@@ -82,8 +82,6 @@ def per_model(replies: QuerySet[Message]) -> list[dict[str, Any]]:
         .order_by("-tokens", "choice")
     )
     for row in rows:
-        row["error_rate"] = row["errors"] / row["replies"]
-        row["stop_rate"] = row["stops"] / row["replies"]
         timed = replies.filter(provider=row["provider"], model=row["model"])
         row["median_ttft_ms"] = median_ttft(timed, row["timed"])
     return rows

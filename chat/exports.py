@@ -2,6 +2,7 @@
 
 Every format is built from ``conversation_data``, so they all carry the same facts.
 Callers pass querysets from ``with_messages`` so an export costs a fixed number of queries.
+``download_mine`` is the one view here: a person's own conversations, and nobody else's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from chat.models import Conversation, Message
 
@@ -108,3 +111,13 @@ def _defuse(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return f"'{value}"
     return value
+
+
+def download_mine(request: HttpRequest) -> HttpResponse:
+    conversations = with_messages(
+        Conversation.objects.filter(owner=request.user).order_by("created_at", "pk")
+    )
+    response = HttpResponse(to_json(conversations), content_type="application/json")
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="my-conversations-{stamp}.json"'
+    return response

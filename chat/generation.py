@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
 from chat import services
@@ -73,6 +73,7 @@ class Reply:
         self.relayed_chars = 0
         self.retries = 0
         self.stopping = False
+        self.interrupting = False
         self.closing = False
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -83,10 +84,20 @@ class Reply:
         return "".join(self.pieces[: self.relayed_pieces])
 
     def stop(self) -> None:
-        # Cancel exactly once: a second cancel can leak a pooled connection (httpx #3782).
-        if not self.stopping and self.task is not None:
+        if self._may_cancel():
             self.stopping = True
             self.task.cancel()
+
+    def interrupt(self) -> None:
+        """End the reply as ``interrupted`` (its worker is shutting down), keeping its text."""
+        if self._may_cancel():
+            self.interrupting = True
+            self.task.cancel()
+
+    def _may_cancel(self) -> bool:
+        # Cancel exactly once: a second cancel can leak a pooled connection (httpx #3782);
+        # and never while finishing, or the final state would go unwritten.
+        return self.task is not None and not (self.stopping or self.interrupting or self.closing)
 
     async def run(self) -> None:
         started = time.monotonic()
@@ -235,6 +246,22 @@ class Runner:
         reply.task.add_done_callback(lambda _: self.replies.pop(reply.id, None))
         return reply
 
+    async def shutdown(self, grace: float) -> None:
+        """Let the replies run for up to ``grace`` seconds, then interrupt the rest.
+
+        Every reply ends through its own finish path, so its final state is written and
+        broadcast; the channel keeps answering Stop and snapshots until then.
+        """
+        running = [reply.task for reply in self.replies.values() if reply.task]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for reply in list(self.replies.values()):
+            reply.interrupt()
+        if ending := [reply.task for reply in self.replies.values() if reply.task]:
+            await asyncio.wait(ending, timeout=10)
+        for task in self._background:
+            task.cancel()
+
     async def _listen(self) -> None:
         layer = get_channel_layer()
         while True:
@@ -246,16 +273,23 @@ class Runner:
                 logger.exception("the runner's channel failed; listening again in 1 s")
                 await asyncio.sleep(1)
                 continue
-            reply = self.replies.get(message.get("id"))
-            if reply is None:
-                continue
-            if message["type"] == "reply.stop":
-                reply.stop()
-            elif message["type"] == "reply.snapshot":
-                await layer.send(
-                    message["reply_to"],
-                    {"type": "reply.snapshot", "id": reply.id, "text": reply.relayed_text},
-                )
+            try:
+                await self._answer(layer, message)
+            except Exception:
+                # A full or vanished reply_to channel must not end the listening.
+                logger.exception("answering %s failed", message.get("type"))
+
+    async def _answer(self, layer: BaseChannelLayer, message: dict) -> None:
+        reply = self.replies.get(message.get("id"))
+        if reply is None:
+            return
+        if message["type"] == "reply.stop":
+            reply.stop()
+        elif message["type"] == "reply.snapshot":
+            await layer.send(
+                message["reply_to"],
+                {"type": "reply.snapshot", "id": reply.id, "text": reply.relayed_text},
+            )
 
     async def _sweep(self) -> None:
         while True:

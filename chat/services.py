@@ -49,6 +49,16 @@ def check_message(text: str, image_url: str = "") -> tuple[str, str]:
     return text, image_url
 
 
+def check_rate(user_id: int) -> None:
+    """At most ``CHAT_MESSAGES_PER_MINUTE`` messages a minute per person, on every worker."""
+    since = timezone.now() - timedelta(minutes=1)
+    recent = Message.objects.filter(
+        conversation__owner_id=user_id, role=Message.Role.USER, created_at__gte=since
+    ).count()
+    if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
+        raise ChatError("You are sending messages faster than allowed; wait a minute and try again.")
+
+
 def check_model_choice(choice: str) -> tuple[str, str]:
     provider_name, _, model = choice.partition("/")
     provider = get_providers().get(provider_name)
@@ -183,9 +193,12 @@ async def send_message(
 
     Raises ``ChatError`` for bad input; returns None for a repeated ``client_id``.
     """
+    from chat.budgets import acheck_budget
     from chat.generation import get_runner
 
     text, image_url = check_message(text, image_url)
+    await acheck_budget(conversation.owner_id)
+    await database_sync_to_async(check_rate)(conversation.owner_id)
     runner = get_runner()
     created = await database_sync_to_async(do_start_reply)(
         conversation,

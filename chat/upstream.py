@@ -14,14 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 from django.conf import settings
-from httpx_sse import EventSource, SSEError
+from httpx_sse import EventSource, ServerSentEvent
 
 from chat.providers import DIALECTS
-from chat.providers.base import Turn, error_from_body
+from chat.providers.base import Parser, Turn, error_from_body
 from chat.providers.config import Provider
 from chat.providers.events import Event, TextDelta, UpstreamError
 
 RETRYABLE_STATUS = {408, 409, 429}
+EVENT_STREAM = "text/event-stream"
 RetryHook = Callable[[int, float, str], Awaitable[None]]
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
@@ -32,15 +33,20 @@ def get_client() -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     if loop not in _clients:
         _clients[loop] = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=settings.CHAT_CONNECT_TIMEOUT,
-                read=settings.CHAT_READ_TIMEOUT,
-                write=10.0,
-                pool=10.0,
-            ),
             limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
         )
     return _clients[loop]
+
+
+def request_timeout() -> httpx.Timeout:
+    """Read per request, so a changed setting applies to a client made before it.
+
+    ``read`` is the longest silence between two chunks: a stall. The whole reply is
+    bounded by the runner's deadline, not here.
+    """
+    return httpx.Timeout(
+        connect=settings.CHAT_CONNECT_TIMEOUT, read=settings.CHAT_READ_TIMEOUT, write=10.0, pool=10.0
+    )
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -59,10 +65,51 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, or the upstream's Retry-After when given."""
+    """The upstream's Retry-After when given, else exponential backoff with full jitter."""
     if retry_after is not None:
-        return min(retry_after, settings.CHAT_MAX_RETRY_WAIT)
+        return retry_after
     return random.uniform(0, min(settings.CHAT_MAX_RETRY_WAIT, 0.5 * 2**attempt))
+
+
+def _missing_line_ends(tail: bytes) -> int:
+    """How many line ends a body ending in ``tail`` lacks to end on a blank line."""
+    ends = 0
+    while ends < 2 and tail[-1:] in (b"\r", b"\n"):
+        tail = tail[:-2] if tail.endswith(b"\r\n") else tail[:-1]
+        ends += 1
+    return 2 - ends
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """The events of an event-stream response, through httpx-sse plus what it lacks.
+
+    SSE is UTF-8 by definition; decoding as utf-8-sig also drops a leading BOM, which
+    httpx-sse would keep as part of the first field name. httpx-sse also drops a last
+    event the upstream did not end with a blank line; the line ends it lacks are added
+    (as CRs, which cannot merge with a CR before them into one CRLF), so that event
+    reaches the parser, which then sees its end signal or its broken JSON.
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        tail = b""
+        async for chunk in response.aiter_bytes():
+            tail = (tail + chunk[-4:])[-4:]
+            yield chunk
+        yield b"\r" * _missing_line_ends(tail)
+
+    sealed = httpx.Response(response.status_code, headers={"content-type": EVENT_STREAM}, content=body())
+    sealed.encoding = "utf-8-sig"
+    async for sse in EventSource(sealed).aiter_sse():
+        yield sse
+
+
+async def read_stream(response: httpx.Response, parser: Parser) -> AsyncIterator[Event]:
+    """A dialect's events from an event-stream response; ``close`` checks its end signal."""
+    async for sse in sse_events(response):
+        for event in parser.feed(sse):
+            yield event
+    for event in parser.close():
+        yield event
 
 
 async def _open_error(response: httpx.Response) -> UpstreamError:
@@ -76,23 +123,28 @@ async def _open_error(response: httpx.Response) -> UpstreamError:
     )
 
 
-async def _attempt(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str):
+async def _not_a_stream(response: httpx.Response) -> UpstreamError:
+    """A 200 that is not an event stream: often an error in a JSON body, else a wrong URL."""
+    body = await response.aread()
+    content_type = response.headers.get("content-type", "").partition(";")[0] or "no content type"
+    return UpstreamError(error_from_body(body) or f"the upstream sent {content_type}, not an event stream")
+
+
+async def _attempt(
+    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str
+) -> AsyncIterator[Event]:
     dialect = DIALECTS[provider.dialect]
     request = dialect.build_request(provider, model, turns, system_prompt)
-    headers = {"Accept": "text/event-stream", **request.headers}
-    async with get_client().stream("POST", request.url, json=request.json, headers=headers) as response:
+    headers = {"Accept": EVENT_STREAM, **request.headers}
+    client = get_client()
+    async with client.stream(
+        "POST", request.url, json=request.json, headers=headers, timeout=request_timeout()
+    ) as response:
         if response.status_code >= 400:
             raise await _open_error(response)
-        # SSE is UTF-8 by definition; utf-8-sig also drops the BOM httpx-sse keeps.
-        response.encoding = "utf-8-sig"
-        parser = dialect.Parser()
-        try:
-            async for sse in EventSource(response).aiter_sse():
-                for event in parser.feed(sse):
-                    yield event
-        except SSEError as exc:
-            raise UpstreamError(f"the upstream did not send an event stream ({exc})") from exc
-        for event in parser.close():
+        if EVENT_STREAM not in response.headers.get("content-type", ""):
+            raise await _not_a_stream(response)
+        async for event in read_stream(response, dialect.Parser()):
             yield event
 
 
@@ -106,7 +158,10 @@ async def stream_events(
 ) -> AsyncIterator[Event]:
     """Typed events of one reply; retries only before the first delta.
 
-    Raises ``UpstreamError`` for every failure, worded for the person reading the reply.
+    Only connect errors, 408, 409, 429 and 5xx are retried, at most ``CHAT_MAX_ATTEMPTS``
+    times in all, and never when the upstream asks to wait longer than
+    ``CHAT_MAX_RETRY_WAIT``. Raises ``UpstreamError`` for every failure, worded for the
+    person reading the reply.
     """
     attempt = 0
     while True:
@@ -132,6 +187,8 @@ async def stream_events(
         if started or not error.retryable or attempt >= settings.CHAT_MAX_ATTEMPTS:
             raise error
         delay = backoff_delay(attempt, error.retry_after)
+        if delay > settings.CHAT_MAX_RETRY_WAIT:
+            raise UpstreamError(f"{error.message} (it asked to wait {delay:.0f} s before trying again)")
         if on_retry:
             await on_retry(attempt, delay, error.message)
         await asyncio.sleep(delay)

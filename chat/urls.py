@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import exports, views
 
 app_name = "chat"
 urlpatterns = [
@@ -9,5 +9,6 @@ urlpatterns = [
     path("conversations/<int:pk>/", views.conversation_detail, name="conversation"),
     path("conversations/<int:pk>/settings/", views.update_settings, name="settings"),
     path("replies/<int:pk>/stop/", views.stop_reply, name="stop"),
+    path("export/", exports.download_mine, name="export"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from chat.providers.events import Finished, UpstreamError
+from httpx_sse import ServerSentEvent
+
+from chat.providers.events import Event, Finished, UpstreamError
 
 # Stands for the ``[DONE]`` sentinel among the parsed payloads of an event.
 DONE: Final = object()
@@ -29,6 +31,16 @@ class Request:
     url: str
     json: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class Parser(Protocol):
+    """A dialect's reader of one stream: raises ``UpstreamError`` and nothing else."""
+
+    def feed(self, sse: ServerSentEvent) -> list[Event]: ...
+
+    def close(self) -> list[Event]:
+        """The events the end of the stream implies; raises if it came before its end signal."""
+        ...
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -43,9 +43,7 @@ def _content(turn: Turn) -> str | list[dict[str, str]]:
     ]
 
 
-def build_request(
-    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = ""
-) -> Request:
+def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
     items = [{"type": "message", "role": t.role, "content": _content(t)} for t in turns]
     body: dict[str, Any] = {"model": model, "input": items, "stream": True}
     if system_prompt:
@@ -87,7 +85,9 @@ class Parser:
             reason = str(_object(response.get("incomplete_details")).get("reason") or "incomplete")
         events: list[Event] = [finished(REASONS.get(reason, reason))]
         if usage := _object(response.get("usage")):
-            events.append(Usage(token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens"))))
+            events.append(
+                Usage(token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")))
+            )
         return events
 
     def close(self) -> list[Event]:

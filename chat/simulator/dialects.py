@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
+
+# The labels of a prompt flattened by ``chat.providers.base.flatten_history``.
+USER_LABEL = "\n\nUser: "
+ANSWER_CUE = "\n\nAssistant:"
 
 
 def _dumps(data: Any) -> str:
@@ -22,6 +27,18 @@ def estimate(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
+def latest_message(prompt: str) -> str:
+    """The last user message of a single-prompt request, flattened history or not.
+
+    Directives are read from it alone, so an earlier turn's ``[sim ...]`` does not steer
+    a later reply, as it would not with a list of messages.
+    """
+    if not prompt.endswith(ANSWER_CUE):
+        return prompt
+    _, label, latest = ("\n\n" + prompt.removesuffix(ANSWER_CUE)).rpartition(USER_LABEL)
+    return latest if label else prompt
+
+
 @dataclass
 class Request:
     model: str
@@ -34,6 +51,7 @@ class Request:
 class ChatCompletions:
     name = "openai-chat"
     id = "chatcmpl-demo"
+    key_header = "authorization"
 
     def parse(self, body: dict, path_model: str = "") -> Request:
         messages = body.get("messages") or []
@@ -49,7 +67,13 @@ class ChatCompletions:
 
     def _chunk(self, delta: dict, finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return sse(_dumps({"id": self.id, "object": "chat.completion.chunk", "choices": [choice], **extra}))
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": "demo",
+        }
+        return sse(_dumps({**chunk, "choices": [choice], **extra}))
 
     def head(self, request: Request) -> list[str]:
         return [self._chunk({"role": "assistant", "content": ""})]
@@ -57,91 +81,95 @@ class ChatCompletions:
     def token(self, text: str, so_far: str) -> str:
         return self._chunk({"content": text})
 
+    def _usage(self, request: Request, text: str) -> dict[str, int]:
+        prompt, completion = estimate("x" * request.prompt_chars), estimate(text)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
         events = [self._chunk({}, finish)]
         if request.include_usage:
-            usage = {
-                "prompt_tokens": estimate("x" * request.prompt_chars),
-                "completion_tokens": estimate(text),
-            }
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            events.append(
-                sse(_dumps({"id": self.id, "object": "chat.completion.chunk", "choices": [], "usage": usage}))
-            )
+            chunk = {"id": self.id, "object": "chat.completion.chunk", "choices": []}
+            events.append(sse(_dumps({**chunk, "usage": self._usage(request, text)})))
         return [*events, sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": {"message": message, "type": "server_error"}}))
 
     def error_body(self, status: int, message: str) -> dict:
-        return {
-            "error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"}
-        }
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        return {"error": {"message": message, "type": kind}}
 
 
 class Responses:
     name = "openai-responses"
+    key_header = "authorization"
+    item = {"id": "msg_demo", "type": "message", "role": "assistant"}
+    part = {"item_id": "msg_demo", "output_index": 0, "content_index": 0}
 
     def parse(self, body: dict, path_model: str = "") -> Request:
         items = body.get("input", "")
+        image = ""
         if isinstance(items, str):
             prompt, chars = items, len(items)
         else:
             users = [i for i in items if i.get("role") == "user"]
             content = users[-1].get("content", "") if users else ""
             if isinstance(content, list):
+                image = next((p["image_url"] for p in content if p.get("type") == "input_image"), "")
                 content = " ".join(p.get("text", "") for p in content if p.get("type") == "input_text")
             prompt, chars = str(content), len(json.dumps(items))
-        return Request(body.get("model", ""), prompt, chars + len(body.get("instructions") or ""))
+        chars += len(body.get("instructions") or "")
+        return Request(body.get("model", ""), prompt, chars, image)
+
+    def _event(self, kind: str, **fields: Any) -> str:
+        return sse(_dumps({"type": kind, **fields}), kind)
 
     def head(self, request: Request) -> list[str]:
-        response = {"id": "resp_demo", "status": "in_progress", "model": request.model}
-        return [sse(_dumps({"type": "response.created", "response": response}), "response.created")]
+        response = {"id": "resp_demo", "object": "response", "status": "in_progress", "model": request.model}
+        return [
+            self._event("response.created", response=response),
+            self._event("response.in_progress", response=response),
+            self._event("response.output_item.added", output_index=0, item={**self.item, "content": []}),
+            self._event("response.content_part.added", **self.part, part={"type": "output_text", "text": ""}),
+        ]
 
     def token(self, text: str, so_far: str) -> str:
-        return sse(
-            _dumps({"type": "response.output_text.delta", "delta": text}), "response.output_text.delta"
-        )
+        return self._event("response.output_text.delta", **self.part, delta=text)
 
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
         usage = {"input_tokens": estimate("x" * request.prompt_chars), "output_tokens": estimate(text)}
+        done = self._event("response.output_text.done", **self.part, text=text)
         if finish == "length":
-            response = {
-                "status": "incomplete",
-                "incomplete_details": {"reason": "max_output_tokens"},
-                "usage": usage,
-            }
-            return [sse(_dumps({"type": "response.incomplete", "response": response}), "response.incomplete")]
-        response = {"status": "completed", "usage": usage}
-        return [sse(_dumps({"type": "response.completed", "response": response}), "response.completed")]
+            details = {"reason": "max_output_tokens"}
+            response = {"status": "incomplete", "incomplete_details": details, "usage": usage}
+            return [done, self._event("response.incomplete", response=response)]
+        response = {"id": "resp_demo", "status": "completed", "usage": usage}
+        return [done, self._event("response.completed", response=response)]
 
     def error_event(self, message: str) -> str:
-        return sse(_dumps({"type": "error", "code": "server_error", "message": message}), "error")
+        error = {"code": "server_error", "message": message}
+        return self._event("response.failed", response={"status": "failed", "error": error})
 
     def error_body(self, status: int, message: str) -> dict:
-        return {
-            "error": {
-                "message": message,
-                "type": "server_error" if status >= 500 else "invalid_request_error",
-            }
-        }
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        return {"error": {"message": message, "type": kind}}
 
 
 class MuApi(ChatCompletions):
     name = "muapi"
+    key_header = "x-api-key"
 
     def parse(self, body: dict, path_model: str = "") -> Request:
         prompt = str(body.get("prompt", ""))
         chars = len(prompt) + len(str(body.get("system_prompt", "")))
-        return Request(path_model, prompt, chars, str(body.get("image_url", "")), include_usage=True)
+        image = str(body.get("image_url", ""))
+        return Request(path_model, latest_message(prompt), chars, image, include_usage=True)
 
     def head(self, request: Request) -> list[str]:
         return []
 
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
-        usage = {"prompt_tokens": estimate("x" * request.prompt_chars), "completion_tokens": estimate(text)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        return [self._chunk({}, finish, usage=usage), sse("[DONE]")]
+        return [self._chunk({}, finish, usage=self._usage(request, text)), sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": message}))
@@ -153,10 +181,11 @@ class MuApi(ChatCompletions):
 class TextDelta:
     name = "text-delta"
     id = "gen_demo"
+    key_header = "authorization"
 
     def parse(self, body: dict, path_model: str = "") -> Request:
         prompt = str(body.get("prompt", ""))
-        return Request("", prompt, len(prompt))
+        return Request("", latest_message(prompt), len(prompt))
 
     def head(self, request: Request) -> list[str]:
         return []
@@ -165,16 +194,15 @@ class TextDelta:
         return sse(_dumps({"id": self.id, "text": so_far + text, "delta": text}))
 
     def tail(self, request: Request, finish: str, text: str) -> list[str]:
-        return [
-            sse(_dumps({"id": self.id, "text": text, "delta": "", "finishReason": finish})),
-            sse("[DONE]"),
-        ]
+        final = {"id": self.id, "text": text, "delta": "", "finishReason": finish}
+        return [sse(_dumps(final)), sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": {"type": "server_error", "message": message}}))
 
     def error_body(self, status: int, message: str) -> dict:
-        return {"error": {"type": "server_error" if status >= 500 else "invalid_request", "message": message}}
+        kind = "server_error" if status >= 500 else "invalid_request"
+        return {"error": {"type": kind, "message": message}}
 
 
 ROUTES = {

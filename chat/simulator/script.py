@@ -4,9 +4,14 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
 
 - ``tokens``: reply length in tokens (default 400); ``tps``: tokens per second
 - ``text``: say exactly this instead of the demo document
-- ``first_token_delay``: seconds before the first token
-- ``fail``: ``status`` | ``error`` | ``corrupt`` | ``truncate`` | ``stall`` | ``disconnect``
-  after ``after`` tokens (default 0); ``status`` and ``retry_after`` for ``fail=status``;
+- ``first_token_delay``: seconds before the first token (a slow first token)
+- ``keepalive``: while waiting for a token, send an SSE comment every this many seconds
+- ``fail``: after ``after`` tokens (default 0), one of
+  ``status`` (answer ``status``, default 503, with a JSON error body and ``retry_after``,
+  seconds or a quoted HTTP date, as the ``Retry-After`` header), ``error`` (the dialect's
+  error event), ``corrupt`` (a chunk that is not JSON, then carry on), ``truncate`` (end the
+  body cleanly without the dialect's end signal), ``stall`` (send nothing more, holding the
+  connection open) or ``disconnect`` (abort the connection);
   ``times``: fail only the first N requests with this prompt
 - ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
 - ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
@@ -29,6 +34,7 @@ class Plan:
     tps: float = 40.0
     text: str | None = None
     first_token_delay: float = 0.0
+    keepalive: float = 0.0
     fail: str = ""
     after: int = 0
     status: int = 503

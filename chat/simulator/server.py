@@ -61,7 +61,7 @@ class Simulator:
                 await self._control(writer, method, path)
             else:
                 await self._generate(reader, writer, method, path, headers, body)
-        except (BadRequest, ValueError, asyncio.IncompleteReadError):
+        except (BadRequest, ValueError, LookupError, TypeError, AttributeError, asyncio.IncompleteReadError):
             await self._respond(writer, 400, {"error": {"message": "bad request"}})
         except ConnectionError:
             pass
@@ -87,13 +87,12 @@ class Simulator:
         else:
             await self._respond(writer, 404, {"error": {"message": "no such control"}})
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
+    def _authorized(self, dialect: Any, headers: dict[str, str]) -> bool:
+        """The key in the header this dialect's vendor expects it in, and only there."""
         if not self.api_key:
             return True
-        return (
-            headers.get("authorization") == f"Bearer {self.api_key}"
-            or headers.get("x-api-key") == self.api_key
-        )
+        expected = self.api_key if dialect.key_header == "x-api-key" else f"Bearer {self.api_key}"
+        return headers.get(dialect.key_header) == expected
 
     async def _generate(
         self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes
@@ -103,18 +102,21 @@ class Simulator:
             await self._respond(writer, 404, {"error": {"message": f"no route for {method} {path}"}})
             return
         dialect, path_model = found
-        request = dialect.parse(json.loads(body or b"{}"), path_model)
+        payload = json.loads(body or b"{}")
+        request = dialect.parse(payload, path_model)
         plan = plan_for(request.prompt, self.tokens_per_second)
         record: dict[str, Any] = {
             "id": next(self.ids), "dialect": dialect.name, "path": path, "model": request.model,
             "prompt": request.prompt, "image_url": request.image_url,
             "authorized": bool(headers.get("authorization") or headers.get("x-api-key")),
+            "key_header": next((h for h in ("authorization", "x-api-key") if headers.get(h)), ""),
+            "body": payload,
             "started_at": time.time(), "token_times": [], "text": "", "outcome": "",
             "ended_at": None, "client_closed_at": None,
         }  # fmt: skip
         self.records.append(record)
         del self.records[:-MAX_RECORDS]
-        if not self._authorized(headers):
+        if not self._authorized(dialect, headers):
             record["outcome"] = "unauthorized"
             await self._respond(writer, 401, dialect.error_body(401, "Invalid API key."))
             return
@@ -171,9 +173,7 @@ class Simulator:
                     and await self._fail(writer, emit, dialect, plan, record, closed)
                 ):
                     return
-                delay = start + i / plan.tps - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await self._wait_until(start + i / plan.tps, plan, emit)
                 if closed.is_set():
                     record["outcome"] = "client closed"
                     return
@@ -204,6 +204,16 @@ class Simulator:
                     await asyncio.wait_for(closed.wait(), 1.0)
                 except TimeoutError:
                     watcher.cancel()
+
+    @staticmethod
+    async def _wait_until(moment: float, plan: Plan, emit) -> None:
+        """Sleep until ``moment``; a comment every ``plan.keepalive`` s keeps the line busy."""
+        while (delay := moment - time.monotonic()) > 0:
+            if plan.keepalive and delay > plan.keepalive:
+                await asyncio.sleep(plan.keepalive)
+                await emit(": keep-alive\n\n")
+            else:
+                await asyncio.sleep(delay)
 
     async def _fail(
         self, writer, emit, dialect, plan: Plan, record: dict[str, Any], closed: asyncio.Event

@@ -1,5 +1,10 @@
-// Only what htmx cannot do: Enter to send, and following the stream while at the bottom.
+// Only what htmx cannot do: keys, and following the stream while at the bottom.
 document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") {
+    const stop = document.getElementById("stop-button");
+    if (stop && !stop.disabled && stop.offsetParent !== null) stop.click();
+    return;
+  }
   const box = event.target;
   if (box.id === "message-input" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();

@@ -1,0 +1,59 @@
+"""``python -m bench``: run the relay benchmark and write bench/results/ (see docs/benchmark.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.run import RESULTS, Options, run_benchmark
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = Options()
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--ks", type=_ints, default=defaults.ks, help="concurrent clients per phase, e.g. 1,50,200,500"
+    )
+    parser.add_argument(
+        "--configs", default="1w,2w", help="1w (in-memory, SQLite) and/or 2w (Redis, PostgreSQL)"
+    )
+    parser.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per reply")
+    parser.add_argument("--tps", type=float, default=defaults.tps, help="the simulator's tokens per second")
+    parser.add_argument(
+        "--long", type=_ints, default=defaults.long_chars, help="long-reply lengths in characters"
+    )
+    parser.add_argument(
+        "--min-replies", type=int, default=defaults.min_replies, help="rounds at small K reach this"
+    )
+    parser.add_argument(
+        "--stop-every", type=int, default=defaults.stop_every, help="every Nth client presses Stop"
+    )
+    parser.add_argument(
+        "--profile-k", type=int, default=defaults.profile_k, help="py-spy the 1w worker at this K (0: off)"
+    )
+    parser.add_argument("--no-probe", action="store_true", help="do not look for the largest K beyond --ks")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument(
+        "--publish", action="store_true", help="put the table and plot into docs/benchmark.md"
+    )
+    args = parser.parse_args(argv)
+    options = Options(
+        ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
+        tps=args.tps, long_chars=args.long, min_replies=args.min_replies, stop_every=args.stop_every,
+        profile_k=args.profile_k, probe=not args.no_probe, out=args.out, plot=not args.no_plot,
+        publish=args.publish,
+    )  # fmt: skip
+    run_benchmark(options)
+    print((options.out / "latest.md").read_text())
+    print(f"results: {options.out / 'latest.json'}")
+    return 0  # a missed target is a finding in the report, not a failure of the run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""From what the clients saw and the simulator recorded to the numbers in the report.
+
+Per-token latency: the relay coalesces tokens into frames, so each token is attributed
+to the frame (or socket read) that completed it, by cumulative character offsets
+against the simulator's token boundaries; its latency is that arrival time minus the
+simulator's emit time (``time.time()`` on the same machine).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import zlib
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from chat.simulator.script import plan_for, reply_text
+
+DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*)</div>', re.DOTALL)
+SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*)</div>', re.DOTALL)
+APPENDED_REPLY = re.compile(r'<article id="message-(\d+)" class="message assistant"')
+FINAL = re.compile(r'<article id="message-(\d+)"[^>]*data-status="(\w+)"')
+PLAIN_BODY = re.compile(r'<div id="message-\d+-body" class="body plain">(.*?)</div>', re.DOTALL)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """The nearest-rank percentile ``q`` (0..100), or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def summary(values: list[float], scale: float = 1000.0) -> dict[str, float | int | None]:
+    """p50, p99 and max, in milliseconds by default, and the sample count."""
+
+    def scaled(v: float | None) -> float | None:
+        return None if v is None else round(v * scale, 2)
+
+    return {"p50": scaled(pct(values, 50)), "p99": scaled(pct(values, 99)),
+            "max": scaled(max(values, default=None)), "n": len(values)}  # fmt: skip
+
+
+def token_ends(prompt: str, tps: float) -> list[int]:
+    """Cumulative character offsets at which each of the simulator's tokens ends."""
+    ends, total = [], 0
+    for token in reply_text(prompt, plan_for(prompt, tps)):
+        total += len(token)
+        ends.append(total)
+    return ends
+
+
+def token_latencies(ends: list[int], emitted: list[float], arrivals: list[tuple[float, int]]) -> list[float]:
+    """For each emitted token, the arrival (time, cumulative chars) that completed it minus its emit."""
+    latencies: list[float] = []
+    cumulative = [n for _, n in arrivals]
+    for end, emit in zip(ends, emitted, strict=False):
+        i = bisect_left(cumulative, end)
+        if i == len(arrivals):
+            break
+        latencies.append(arrivals[i][0] - emit)
+    return latencies
+
+
+def ws_frame_bytes(payload: bytes) -> int:
+    """Bytes of a server-to-client websocket frame: header plus unmasked payload."""
+    n = len(payload)
+    return n + (2 if n < 126 else 4 if n < 65536 else 10)
+
+
+@dataclass
+class WsParsed:
+    reply_id: int | None = None
+    text: str = ""
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, chars so far)
+    status: str = ""
+    final_plain: str | None = None
+    bytes_total: int = 0
+    bytes_deltas: int = 0
+    bytes_deflate: int = 0
+    frames: int = 0
+    snapshots: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
+    parsed = WsParsed()
+    deflate = zlib.compressobj(wbits=-15)
+    for when, message in frames:
+        payload = message.encode()
+        parsed.frames += 1
+        parsed.bytes_total += ws_frame_bytes(payload)
+        # What permessage-deflate (RFC 7692, context takeover) would put on the wire.
+        squeezed = deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        parsed.bytes_deflate += ws_frame_bytes(squeezed[:-4])
+        if parsed.reply_id is None and (m := APPENDED_REPLY.search(message)):
+            parsed.reply_id = int(m.group(1))
+        if (m := DELTA.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
+            parsed.bytes_deltas += ws_frame_bytes(payload)
+            parsed.text += html.unescape(m.group(2))
+            parsed.arrivals.append((when, len(parsed.text)))
+        elif (m := SNAPSHOT.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
+            parsed.snapshots += 1
+            snapshot = html.unescape(m.group(2))
+            if not snapshot.startswith(parsed.text):
+                parsed.problems.append("a snapshot disagreed with the text already shown")
+            parsed.text = snapshot
+            parsed.arrivals.append((when, len(parsed.text)))
+        elif (m := FINAL.match(message)) and int(m.group(1)) == parsed.reply_id:
+            parsed.status = m.group(2)
+            if body := PLAIN_BODY.search(message):
+                parsed.final_plain = html.unescape(body.group(1))
+    return parsed
+
+
+def parse_floor(reads: list[tuple[float, bytes]]) -> tuple[str, list[tuple[float, int]]]:
+    """The text of a direct SSE stream, and when each part of it arrived."""
+    raw, body, text = b"", b"", ""
+    arrivals: list[tuple[float, int]] = []
+    in_body = False
+    for when, data in reads:
+        raw += data
+        if not in_body:
+            if b"\r\n\r\n" not in raw:
+                continue
+            raw, in_body = raw.split(b"\r\n\r\n", 1)[1], True
+        while (line_end := raw.find(b"\r\n")) >= 0:  # de-chunk what is complete
+            size = int(raw[:line_end].split(b";")[0] or b"0", 16)
+            if len(raw) < line_end + 2 + size + 2:
+                break
+            body += raw[line_end + 2 : line_end + 2 + size]
+            raw = raw[line_end + 4 + size :]
+        before = len(text)
+        while b"\n\n" in body:
+            event, body = body.split(b"\n\n", 1)
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data: ") or line == b"data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                for choice in chunk.get("choices") or []:
+                    text += (choice.get("delta") or {}).get("content") or ""
+        if len(text) > before:
+            arrivals.append((when, len(text)))
+    return text, arrivals

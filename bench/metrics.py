@@ -1,0 +1,175 @@
+"""One phase's numbers: the relay's replies beside the floor's, and what each cost.
+
+Integrity is checked three ways for every relayed reply: the text the client received,
+the text persisted, and the text the simulator sent (all equal for a complete reply; for
+a stopped one the client's and the persisted text are equal and a prefix of the
+simulator's, and so is the final frame's body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.analysis import parse_floor, parse_ws, summary, token_ends, token_latencies
+from bench.clients import FloorRun, WsRun
+
+
+@dataclass
+class Costs:
+    """What the relay's worker processes spent on the phase."""
+
+    cpu_seconds: float
+    rss_baseline: int
+    rss_peak: int
+    sim_cpu_seconds: float
+    client_cpu_seconds: float
+    worker_errors: int
+
+
+@dataclass
+class Tally:
+    ttft_added: list[float] = field(default_factory=list)
+    token_latency: list[float] = field(default_factory=list)
+    stop_latency: list[float] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    tokens: int = 0
+    completed: int = 0
+    stopped: int = 0
+
+
+def by_prompt(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The simulator's last request for each prompt (a retried request counts once)."""
+    return {r["prompt"]: r for r in records}
+
+
+def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
+            text: str, arrivals: list[tuple[float, int]], tps: float) -> None:  # fmt: skip
+    if record is None:
+        tally.mismatches.append(f"#{run.index}: the simulator never saw the request")
+        return
+    tally.tokens += len(record["token_times"])
+    if arrivals and record["token_times"]:
+        own = record["token_times"][0] - record["started_at"]
+        tally.ttft_added.append(arrivals[0][0] - run.sent_at - own)
+    ends = token_ends(run.prompt, tps)
+    tally.token_latency += token_latencies(ends, record["token_times"], arrivals)
+    closed = record.get("client_closed_at")
+    if run.stop_at is not None and record["outcome"] == "client closed" and closed and closed >= run.stop_at:
+        tally.stop_latency.append(closed - run.stop_at)
+    if not record["text"].startswith(text):
+        tally.mismatches.append(f"#{run.index}: received text is not the upstream's")
+    if run.stop_at is None and text != record["text"]:
+        tally.mismatches.append(f"#{run.index}: received {len(text)} of {len(record['text'])} characters")
+
+
+def relay_tally(
+    runs: list[WsRun], records: list[dict[str, Any]], db: dict[str, Any], tps: float
+) -> tuple[Tally, dict]:
+    tally, prompts = Tally(), by_prompt(records)
+    bytes_total = bytes_deltas = bytes_deflate = chars = snapshots = 0
+    writes: list[int] = []
+    excess: list[float] = []
+    for run in runs:
+        if run.error or not run.done:
+            tally.mismatches.append(f"#{run.index}: {run.error or 'no final frame'}")
+            continue
+        parsed = parse_ws(run.frames)
+        record = prompts.get(run.prompt)
+        _common(tally, run, record, parsed.text, parsed.arrivals, tps)
+        tally.mismatches += [f"#{run.index}: {p}" for p in parsed.problems]
+        snapshots += parsed.snapshots
+        saved = db["replies"].get(str(parsed.reply_id))
+        if saved is None:
+            tally.mismatches.append(f"#{run.index}: reply {parsed.reply_id} is not in the database")
+            continue
+        if saved["content"] != parsed.text:
+            tally.mismatches.append(
+                f"#{run.index}: persisted {len(saved['content'])} chars, shown {len(parsed.text)}"
+            )
+        if parsed.final_plain is not None and parsed.final_plain != parsed.text:
+            tally.mismatches.append(f"#{run.index}: the final frame's text differs from the streamed text")
+        if saved["status"] == "complete":
+            tally.completed += 1
+            if parsed.text:
+                bytes_total += parsed.bytes_total
+                bytes_deltas += parsed.bytes_deltas
+                bytes_deflate += parsed.bytes_deflate
+                chars += len(parsed.text)
+        elif saved["status"] == "cancelled" and run.stop_at is not None:
+            tally.stopped += 1
+        else:
+            tally.mismatches.append(f"#{run.index}: reply ended {saved['status']}")
+        writes.append(saved["writes"])
+        if record is not None and record.get("ended_at"):
+            excess.append(saved["writes"] - (record["ended_at"] - record["started_at"]))
+    extra = {
+        "bytes_per_char": round(bytes_total / chars, 3) if chars else None,
+        "delta_bytes_per_char": round(bytes_deltas / chars, 3) if chars else None,
+        "deflate_bytes_per_char": round(bytes_deflate / chars, 3) if chars else None,
+        "reply_chars_mean": round(chars / max(1, tally.completed)),
+        "db_writes_per_reply": round(sum(writes) / len(writes), 2) if writes else None,
+        "db_writes_per_reply_max": max(writes, default=None),
+        "db_writes_all_rows_per_reply": round(db["writes_total"] / len(runs), 2) if runs else None,
+        "db_writes_minus_seconds_max": round(max(excess), 2) if excess else None,
+        "snapshots": snapshots,
+    }
+    return tally, extra
+
+
+def floor_tally(runs: list[FloorRun], records: list[dict[str, Any]], tps: float) -> Tally:
+    tally, prompts = Tally(), by_prompt(records)
+    for run in runs:
+        if run.error or not run.done:
+            tally.mismatches.append(f"floor #{run.index}: {run.error or 'stream did not end'}")
+            continue
+        text, arrivals = parse_floor(run.reads)
+        _common(tally, run, prompts.get(run.prompt), text, arrivals, tps)
+        if run.stop_at is None:
+            tally.completed += 1
+        else:
+            tally.stopped += 1
+    return tally
+
+
+def phase_result(
+    k: int, rounds: int, relay: Tally, extra: dict, floor: Tally, costs: Costs
+) -> dict[str, Any]:
+    relay_tokens = summary(relay.token_latency)
+    floor_tokens = summary(floor.token_latency)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a is not None and b else None
+
+    return {
+        "k": k,
+        "rounds": rounds,
+        "replies": k * rounds,
+        "completed": relay.completed,
+        "stopped": relay.stopped,
+        "ttft_added_ms": summary(relay.ttft_added),
+        "floor_ttft_added_ms": summary(floor.ttft_added),
+        "token_latency_ms": relay_tokens,
+        "floor_token_latency_ms": floor_tokens,
+        "token_latency_p99_over_floor_ms": (
+            round(relay_tokens["p99"] - floor_tokens["p99"], 2)
+            if relay_tokens["p99"] is not None and floor_tokens["p99"] is not None else None
+        ),
+        "token_latency_ratio": {"p50": ratio(relay_tokens["p50"], floor_tokens["p50"]),
+                                "p99": ratio(relay_tokens["p99"], floor_tokens["p99"])},
+        "stop_latency_ms": summary(relay.stop_latency),
+        "floor_stop_latency_ms": summary(floor.stop_latency),
+        **extra,
+        "tokens_relayed": relay.tokens,
+        "cpu_seconds": round(costs.cpu_seconds, 2),
+        "cpu_seconds_per_1k_tokens": round(costs.cpu_seconds / max(1, relay.tokens) * 1000, 3),
+        "simulator_cpu_seconds": round(costs.sim_cpu_seconds, 2),
+        "client_cpu_seconds": round(costs.client_cpu_seconds, 2),
+        "rss_baseline_mib": round(costs.rss_baseline / 2**20, 1),
+        "rss_peak_mib": round(costs.rss_peak / 2**20, 1),
+        "memory_per_reply_kib": round((costs.rss_peak - costs.rss_baseline) / 1024 / k, 1),
+        "worker_log_errors": costs.worker_errors,
+        "integrity_mismatches": len(relay.mismatches),
+        "floor_integrity_mismatches": len(floor.mismatches),
+        "mismatch_examples": (relay.mismatches + floor.mismatches)[:10],
+    }  # fmt: skip

@@ -1,0 +1,239 @@
+"""One phase: K clients against fresh workers, after the same K straight at the simulator.
+
+Both halves follow the same schedule (send times spread over a ramp, the same clients
+pressing Stop at the same moments), so the floor is the relay's run minus the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.analysis import APPENDED_REPLY, parse_ws
+from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, open_ws
+from bench.metrics import Costs, floor_tally, phase_result, relay_tally
+from bench.stack import Config, Worker, cpu_seconds, dbprep, stop_workers
+from tests.servers import SimulatorProcess
+
+
+@dataclass
+class Spec:
+    """What one client asks for and when: tokens, its send offset, when it presses Stop."""
+
+    tokens: int
+    offset: float
+    stop_after: float | None
+
+
+@dataclass
+class Phase:
+    config: Config
+    sim: SimulatorProcess
+    cookies: list[str]  # one logged-in session per bench user
+    tps: float
+    log_dir: Path
+    profile_to: Path | None = None
+
+
+def schedule(
+    k: int, rounds: int, tokens: int, tps: float, ramp: float, stop_every: int, seed: int
+) -> list[Spec]:
+    rng = random.Random(seed)
+    duration = tokens / tps
+    specs = []
+    for j in range(k * rounds):
+        stops = stop_every > 0 and j % stop_every == stop_every - 1
+        specs.append(Spec(tokens, rng.uniform(0, ramp), rng.uniform(0.3, 0.7) * duration if stops else None))
+    return specs
+
+
+def prompt(kind: str, label: str, j: int, tokens: int, tps: float) -> str:
+    return f"bench {kind} {label} c{j} [sim tokens={tokens} tps={tps:g}]"
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def _floor_round(runs: list[FloorRun], specs: list[Spec], host: str, port: int, tps: float) -> None:
+    start = time.time() + 0.3
+    deadline = start + max(s.offset + s.tokens / tps for s in specs) + 60
+    await asyncio.gather(
+        *(drive_floor(r, host, port, start + s.offset, deadline) for r, s in zip(runs, specs, strict=True))
+    )
+
+
+async def _relay_round(runs: list[WsRun], specs: list[Spec], tps: float) -> None:
+    gate = asyncio.Semaphore(32)
+
+    async def opened(run: WsRun) -> Any:
+        async with gate:
+            return await open_ws(run)
+
+    sockets = await asyncio.gather(*(opened(r) for r in runs), return_exceptions=True)
+    start = time.time() + 0.3
+    deadline = start + max(s.offset + s.tokens / tps for s in specs) + 60
+    drives = []
+    for run, spec, ws in zip(runs, specs, sockets, strict=True):
+        if isinstance(ws, BaseException):
+            run.error = f"could not connect: {type(ws).__name__}: {ws}"
+        else:
+            drives.append(drive_ws(run, ws, start + spec.offset, deadline))
+    await asyncio.gather(*drives)
+
+
+async def _sample_rss(workers: list[Worker], peak: list[int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        peak[0] = max(peak[0], sum(w.rss() for w in workers))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
+async def _relay(rounds: list[tuple[list[WsRun], list[Spec]]], workers: list[Worker], tps: float) -> int:
+    peak, stop = [0], asyncio.Event()
+    sampler = asyncio.create_task(_sample_rss(workers, peak, stop))
+    for runs, specs in rounds:
+        await _relay_round(runs, specs, tps)
+    stop.set()
+    await sampler
+    return peak[0]
+
+
+def warm_up(phase: Phase, workers: list[Worker], conversations: list[list[Any]]) -> None:
+    """One short reply through each worker: imports, templates and pools are ready after."""
+    runs = [
+        WsRun(-1 - i, prompt("warm", phase.config.name, i, 5, phase.tps), None, conversation_id=conv[1],
+              base_url=w.url, cookie=phase.cookies[0])
+        for i, (w, conv) in enumerate(zip(workers, conversations, strict=True))
+    ]  # fmt: skip
+    asyncio.run(_relay_round(runs, [Spec(5, 0, None)] * len(runs), phase.tps))
+    if failed := [r.error or "no final frame" for r in runs if r.error or not r.done]:
+        raise RuntimeError(f"warm-up failed: {failed}")
+
+
+def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, Any]:
+    config, sim = phase.config, phase.sim
+    users = len(phase.cookies)
+    made = dbprep(
+        config.env, "conversations", "--users", str(users), "--count", str(len(specs) + config.workers)
+    )
+    conversations = made["conversations"]
+    owner_cookie = {f"bench-{i}": cookie for i, cookie in enumerate(phase.cookies)}
+    workers = config.start_workers(phase.log_dir, f"{config.name}-{label}")
+    try:
+        warm_up(phase, workers, conversations[len(specs) :])
+        host, port = sim.url.removeprefix("http://").split(":")
+        sim.reset()
+        floor_runs = [
+            FloorRun(j, prompt("floor", label, j, s.tokens, phase.tps), s.stop_after)
+            for j, s in enumerate(specs)
+        ]
+        for runs, batch in zip(_chunks(floor_runs, k), _chunks(specs, k), strict=True):
+            asyncio.run(_floor_round(runs, batch, host, int(port), phase.tps))
+        floor_records = sim.requests()
+
+        sim.reset()
+        relay_runs = [
+            WsRun(
+                j,
+                prompt("relay", label, j, s.tokens, phase.tps),
+                s.stop_after,
+                conversation_id=conversations[j][1],
+                base_url=workers[j % len(workers)].url,
+                cookie=owner_cookie[conversations[j][0]],
+            )
+            for j, s in enumerate(specs)
+        ]
+        rss_baseline = sum(w.rss() for w in workers)
+        cpu_before = sum(w.cpu() for w in workers)
+        sim_before = cpu_seconds(sim.process.pid)
+        client_before = _own_cpu()
+        profiler = _start_profiler(workers[0], phase.profile_to)
+        rss_peak = asyncio.run(
+            _relay(list(zip(_chunks(relay_runs, k), _chunks(specs, k), strict=True)), workers, phase.tps)
+        )
+        _stop_profiler(profiler)
+        costs = Costs(
+            cpu_seconds=sum(w.cpu() for w in workers) - cpu_before,
+            rss_baseline=rss_baseline,
+            rss_peak=max(rss_peak, rss_baseline),
+            sim_cpu_seconds=cpu_seconds(sim.process.pid) - sim_before,
+            client_cpu_seconds=_own_cpu() - client_before,
+            worker_errors=0,
+        )
+        time.sleep(0.5)  # let the last writes land before reading them back
+        relay_records = sim.requests()
+    finally:
+        stop_workers(workers)
+    costs.worker_errors = sum(w.errors() for w in workers)
+    reply_ids = [int(m) for r in relay_runs for m in _reply_ids(r)]
+    db = dbprep(config.env, "report", stdin=reply_ids)
+    relay, extra = relay_tally(relay_runs, relay_records, db, phase.tps)
+    floor = floor_tally(floor_runs, floor_records, phase.tps)
+    result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)
+    result["per_reply"] = _per_reply(relay_runs)
+    return result
+
+
+def _reply_ids(run: WsRun) -> list[str]:
+    for _, message in run.frames:
+        if m := APPENDED_REPLY.search(message):
+            return [m.group(1)]
+    return []
+
+
+def _per_reply(runs: list[WsRun]) -> list[dict[str, Any]]:
+    """Bytes per character of each complete reply, to show they stay flat as replies grow."""
+    rows = []
+    for run in runs:
+        parsed = parse_ws(run.frames)
+        if run.stop_at is None and parsed.status == "complete" and parsed.text:
+            n = len(parsed.text)
+            rows.append(
+                {
+                    "chars": n,
+                    "frames": parsed.frames,
+                    "bytes_per_char": round(parsed.bytes_total / n, 3),
+                    "delta_bytes_per_char": round(parsed.bytes_deltas / n, 3),
+                    "deflate_bytes_per_char": round(parsed.bytes_deflate / n, 3),
+                }
+            )
+    return rows
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start_profiler(worker: Worker, output: Path | None) -> subprocess.Popen | None:
+    if output is None:
+        return None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    beside = Path(sys.executable).parent / "py-spy"
+    py_spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
+    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", "100", "--nonblocking",
+               "--format", "raw", "--output", str(output)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process
+
+
+def _stop_profiler(process: subprocess.Popen | None) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()

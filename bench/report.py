@@ -1,0 +1,252 @@
+"""The benchmark's outputs: JSON, a markdown table, a PNG of latency against K, verdicts."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.servers import ROOT
+
+DOC = ROOT / "docs" / "benchmark.md"
+DOC_PLOT = ROOT / "docs" / "bench-latency.png"
+START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+
+
+def _phase(result: dict[str, Any], config: str, k: int) -> dict[str, Any] | None:
+    for entry in result["configs"]:
+        if entry["name"] == config:
+            return next((p for p in entry["phases"] if p["k"] == k), None)
+    return None
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue with the measured value and whether it held."""
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, value: Any, held: bool | None) -> None:
+        rows.append({"target": name, "measured": value, "held": held})
+
+    k200, k1 = _phase(result, "1w", 200), _phase(result, "1w", 1)
+    over = k200 and k200["token_latency_p99_over_floor_ms"]
+    add("relay p99 per-token latency within 60 ms of the floor at K=200, 1 worker",
+        None if over is None else f"+{over} ms", None if over is None else over <= 60)  # fmt: skip
+    ttft = k1 and k1["ttft_added_ms"]["p50"]
+    add("added time to first token p50 < 20 ms at K=1", None if ttft is None else f"{ttft} ms",
+        None if ttft is None else ttft < 20)  # fmt: skip
+    stop = k200 and k200["stop_latency_ms"]["p99"]
+    add(
+        "Stop latency p99 < 100 ms at K=200",
+        None if stop is None else f"{stop} ms",
+        None if stop is None else stop < 100,
+    )
+    longest = None
+    for entry in result["configs"]:
+        for row in (entry.get("long_replies") or {}).get("per_reply", []):
+            if longest is None or row["chars"] > longest["chars"]:
+                longest = row
+    add("bytes per character < 3 on a 20,000-character reply",
+        None if longest is None else f"{longest['bytes_per_char']} ({longest['chars']} chars)",
+        None if longest is None else longest["bytes_per_char"] < 3)  # fmt: skip
+    phases = [
+        p
+        for e in result["configs"]
+        for p in [*e["phases"], *([e["long_replies"]] if e.get("long_replies") else [])]
+    ]
+    excess = [
+        p["db_writes_minus_seconds_max"] for p in phases if p["db_writes_minus_seconds_max"] is not None
+    ]
+    worst = max(excess, default=None)
+    add(
+        "at most one DB write per second of reply plus a constant (constant <= 5)",
+        None if worst is None else f"writes - seconds <= {worst}",
+        None if worst is None else worst <= 5,
+    )
+    bad = sum(p["integrity_mismatches"] for p in phases)
+    add("zero integrity mismatches at every K", f"{bad} mismatches", bad == 0 if phases else None)
+    return rows
+
+
+def one_line(p: dict[str, Any]) -> str:
+    return (
+        f"K={p['k']}: ttft+ p50 {p['ttft_added_ms']['p50']} ms, token p99 {p['token_latency_ms']['p99']} ms "
+        f"(floor {p['floor_token_latency_ms']['p99']}), stop p99 {p['stop_latency_ms']['p99']} ms, "
+        f"{p['bytes_per_char']} B/char, {p['cpu_seconds_per_1k_tokens']} cpu-s/1k tok, "
+        f"{p['memory_per_reply_kib']} KiB/reply, mismatches {p['integrity_mismatches']}"
+    )
+
+
+def _ms(summary: dict[str, Any]) -> str:
+    def f(v: float | None) -> str:
+        return "–" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.1f}"
+
+    return f"{f(summary['p50'])} / {f(summary['p99'])}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Run of {result['started_at']} ({result['duration_s']:.0f} s, {result['machine']['cores']} cores); "
+        f"replies of {result['settings']['tokens']} tokens at {result['settings']['tps']:g} tokens/s, "
+        f"every {result['settings']['stop_every']}th client presses Stop. Latencies in ms as p50 / p99.",
+        "",
+        "| config | K | replies | TTFT added (floor) | per-token relay | per-token floor | p99 ratio "
+        "| Stop relay (floor) | bytes/char | DB writes/reply | CPU s/1k tok | KiB/reply | mismatches |",
+        "|---|---:|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in result["configs"]:
+        if entry.get("skipped"):
+            lines.append(f"| {entry['name']} | – | – | skipped: {entry['skipped']} |||||||||")
+        for p in [*entry["phases"], *([entry["long_replies"]] if entry.get("long_replies") else [])]:
+            k = f"{p['k']} (long)" if p is entry.get("long_replies") else str(p["k"])
+            cells = [
+                entry["name"],
+                k,
+                p["replies"],
+                f"{_ms(p['ttft_added_ms'])} ({_ms(p['floor_ttft_added_ms'])})",
+                _ms(p["token_latency_ms"]),
+                _ms(p["floor_token_latency_ms"]),
+                p["token_latency_ratio"]["p99"],
+                f"{_ms(p['stop_latency_ms'])} ({_ms(p['floor_stop_latency_ms'])})",
+                p["bytes_per_char"],
+                p["db_writes_per_reply"],
+                p["cpu_seconds_per_1k_tokens"],
+                p["memory_per_reply_kib"],
+                p["integrity_mismatches"],
+            ]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "| target | measured | held |", "|---|---|---|"]
+    for row in result["targets"]:
+        held = "n/a" if row["held"] is None else "yes" if row["held"] else "**no**"
+        lines.append(f"| {row['target']} | {row['measured']} | {held} |")
+    for entry in result["configs"]:
+        if "largest_k_held" in entry:
+            lines.append(f"\nLargest K that held on {entry['label']}: {entry['largest_k_held']}.")
+        if long := entry.get("long_replies"):
+            flat = ", ".join(
+                f"{r['chars']:,} chars: {r['bytes_per_char']} B/char "
+                f"({r['deflate_bytes_per_char']} with permessage-deflate)"
+                for r in long["per_reply"]
+            )
+            lines.append(f"\nBytes per character as replies grow ({entry['name']}): {flat}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for entry in result["configs"]:
+        phases = sorted(entry["phases"], key=lambda p: p["k"])
+        if not phases:
+            continue
+        ks = [p["k"] for p in phases]
+        for q, style in (("p50", "--"), ("p99", "-")):
+            axes[0].plot(
+                ks,
+                [p["token_latency_ms"][q] for p in phases],
+                style,
+                marker="o",
+                label=f"relay {entry['name']} {q}",
+            )
+            axes[1].plot(
+                ks,
+                [p["stop_latency_ms"][q] for p in phases],
+                style,
+                marker="o",
+                label=f"Stop {entry['name']} {q}",
+            )
+            axes[1].plot(
+                ks,
+                [p["ttft_added_ms"][q] for p in phases],
+                style,
+                marker="s",
+                label=f"TTFT added {entry['name']} {q}",
+            )
+        if entry["name"] == "1w":
+            for q, style in (("p50", "--"), ("p99", "-")):
+                axes[0].plot(
+                    ks,
+                    [p["floor_token_latency_ms"][q] for p in phases],
+                    style,
+                    color="black",
+                    label=f"floor {q}",
+                )
+    axes[0].set_title("Per-token latency, simulator emit to client receipt")
+    axes[1].set_title("Added time to first token and Stop latency")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("K concurrent replies")
+        ax.set_ylabel("ms")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Relay benchmark, {result['started_at']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
+    """py-spy's raw stacks as the functions and libraries that take the worker's time."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    libraries: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n, frames = int(count), stack.split(";")
+        total += n
+        names = [re.sub(r":\d+\)$", ")", frame) for frame in frames]
+        for name in set(names):
+            inclusive[name] += n
+        own[names[-1]] += n
+        libraries[_library(frames[-1])] += n
+
+    def shares(counter: Counter[str]) -> list[list[Any]]:
+        return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
+
+    return {
+        "samples": total,
+        "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+        "self_percent": shares(own),
+        "inclusive_percent": shares(inclusive),
+        "library_self_percent": shares(libraries),
+    }
+
+
+def _library(frame: str) -> str:
+    match = re.search(r"\((.*?)(?::\d+)?\)$", frame)
+    where = match.group(1) if match else frame
+    if "site-packages/" in where:
+        return where.split("site-packages/")[1].split("/")[0]
+    if "/python3." in where:
+        return "stdlib:" + where.rsplit("/python3.", 1)[1].split("/", 1)[-1].split("/")[0].removesuffix(".py")
+    return where.rsplit("/", 2)[-2] + "/" if "/" in where else where
+
+
+def write(result: dict[str, Any], out: Path, *, with_plot: bool = True, publish: bool = False) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(result, indent=1, default=str)
+    (out / f"bench-{stamp}.json").write_text(text)
+    (out / "latest.json").write_text(text)
+    table = markdown(result)
+    (out / "latest.md").write_text(table)
+    png = out / "latency.png"
+    if with_plot:
+        plot(result, png)
+    if publish:
+        if with_plot:
+            shutil.copyfile(png, DOC_PLOT)
+        doc = DOC.read_text() if DOC.exists() else f"# Relay benchmark\n\n{START}\n{END}\n"
+        before, _, rest = doc.partition(START)
+        after = rest.partition(END)[2]
+        DOC.write_text(f"{before}{START}\n{table}{END}{after}")

@@ -1,0 +1,145 @@
+"""The whole benchmark: every configuration at every K, a long-reply phase, the verdicts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.analysis import token_ends
+from bench.clients import log_in
+from bench.phase import Phase, Spec, prompt, run_phase, schedule
+from bench.stack import Config, configs, scaleout_available, stop_workers
+from tests.servers import PASSWORD, ROOT, start_simulator
+
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass
+class Options:
+    ks: list[int] = field(default_factory=lambda: [1, 50, 200, 500])
+    configs: list[str] = field(default_factory=lambda: ["1w", "2w"])
+    tokens: int = 150
+    tps: float = 50.0
+    long_chars: list[int] = field(default_factory=lambda: [2_000, 5_000, 20_000])
+    min_replies: int = 10
+    ramp: float = 1.0
+    stop_every: int = 4
+    users: int = 10
+    profile_k: int = 200
+    probe: bool = True
+    max_k: int = 1000
+    out: Path = RESULTS
+    plot: bool = True
+    publish: bool = False
+    seed: int = 8
+    log: Any = print
+
+
+def holds(result: dict[str, Any]) -> bool:
+    """Every reply intact and relay p99 per-token latency within 60 ms of the floor's."""
+    over = result["token_latency_p99_over_floor_ms"]
+    return result["integrity_mismatches"] == 0 and over is not None and over <= 60
+
+
+def run_benchmark(options: Options) -> dict[str, Any]:
+    started = time.time()
+    result: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "machine": {
+            "cores": os.cpu_count(),
+            "load_before": os.getloadavg(),
+            "python": platform.python_version(),
+        },
+        "settings": {k: v for k, v in vars(options).items() if k not in {"out", "log"}},
+        "configs": [],
+    }
+    options.out.mkdir(parents=True, exist_ok=True)
+    with start_simulator(options.tps) as sim, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        for config in configs(options.configs):
+            entry: dict[str, Any] = {"name": config.name, "label": config.label, "phases": []}
+            result["configs"].append(entry)
+            if config.scaleout and (why := scaleout_available()):
+                entry["skipped"] = why
+                options.log(f"[{config.name}] skipped: {why}")
+                continue
+            try:
+                _run_config(config, sim, Path(tmp) / config.name, options, entry)
+            finally:
+                config.cleanup()
+    result["duration_s"] = round(time.time() - started, 1)
+    result["targets"] = report.targets(result)
+    report.write(result, options.out, with_plot=options.plot, publish=options.publish)
+    return result
+
+
+def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry: dict[str, Any]) -> None:
+    users = max(1, min(options.users, max(options.ks)))
+    config.prepare(var_dir, sim.url, users, PASSWORD)
+    workers = config.start_workers(options.out / "logs", f"{config.name}-login")
+    try:
+        cookies = [log_in(workers[0].url, f"bench-{i}", PASSWORD) for i in range(users)]
+    finally:
+        stop_workers(workers)
+    phase = Phase(config, sim, cookies, options.tps, options.out / "logs")
+    tried: dict[int, dict[str, Any]] = {}
+
+    def measure(k: int) -> dict[str, Any]:
+        rounds = -(-options.min_replies // k)
+        specs = schedule(
+            k, rounds, options.tokens, options.tps, options.ramp, options.stop_every, options.seed + k
+        )
+        profiling = config.name == "1w" and k == options.profile_k
+        phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
+        options.log(
+            f"[{config.name}] K={k}: {len(specs)} replies, {options.tokens} tokens each at {options.tps:g}/s"
+        )
+        phase_result = run_phase(phase, f"{config.name}-k{k}", k, specs)
+        if phase.profile_to is not None and phase.profile_to.exists():
+            phase_result["profile"] = report.profile_summary(phase.profile_to)
+        phase_result["holds"] = holds(phase_result)
+        options.log("   " + report.one_line(phase_result))
+        tried[k] = phase_result
+        entry["phases"].append(phase_result)
+        return phase_result
+
+    for k in options.ks:
+        measure(k)
+    if options.probe and config.name == "1w" and (probe := _probe_k(tried, options.max_k)):
+        measure(probe)
+    held = [k for k, r in tried.items() if r["holds"]]
+    entry["largest_k_held"] = max(held, default=None)
+    if config.name == "1w" and options.long_chars:
+        entry["long_replies"] = _long_replies(phase, options)
+
+
+def _probe_k(tried: dict[int, dict[str, Any]], max_k: int) -> int | None:
+    """One more K: double the largest if it held, else halfway to the first that did not."""
+    held = [k for k, r in tried.items() if r["holds"]]
+    failed = [k for k, r in tried.items() if not r["holds"]]
+    if not held:
+        return None
+    top = max(held)
+    if not failed or max(failed) < top:
+        return min(top * 2, max_k) if top < max_k else None
+    above = min(k for k in failed if k > top)
+    middle = round((top + above) / 2 / 50) * 50
+    return middle if top < middle < above else None
+
+
+def _long_replies(phase: Phase, options: Options) -> dict[str, Any]:
+    """A few replies of growing length side by side: bytes per character must stay flat."""
+    specs = []
+    for chars in options.long_chars:
+        ends = token_ends(prompt("relay", "1w-long", len(specs), 10**5, options.tps), options.tps)
+        specs.append(Spec(next(i + 1 for i, end in enumerate(ends) if end >= chars), 0.0, None))
+    options.log(f"[1w] long replies: {[s.tokens for s in specs]} tokens at {options.tps:g} tokens/s")
+    phase.profile_to = None
+    result = run_phase(phase, "1w-long", len(specs), specs)
+    options.log("   " + report.one_line(result))
+    return result

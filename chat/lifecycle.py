@@ -1,0 +1,77 @@
+"""A worker's life under daphne: its runner starts with the process and drains on SIGTERM.
+
+daphne serves on Twisted's asyncio reactor and has no ASGI lifespan. On SIGTERM the
+reactor fires its "before shutdown" triggers in the order they were added, all in one
+tick, and daphne's own trigger cancels every application instance, so from then on no
+consumer relays anything. The trigger added here (at import of ``chatsite.asgi``, before
+daphne adds its own) runs as a task of its own instead: it ends the runner's replies
+through their normal finish path (final state written and broadcast), sends every page
+on this worker the final state of the replies it was following, and closes its socket
+with 1012 (Service Restart), on which htmx's ws extension reconnects, through the load
+balancer, to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+_tasks: set[asyncio.Future[Any]] = set()
+
+
+def install() -> bool:
+    """Hook the worker's start and shutdown; False when not served by Twisted's reactor."""
+    reactor: Any = sys.modules.get("twisted.internet.reactor")
+    if reactor is None:
+        return False
+    # Startup triggers fire before the asyncio loop runs; callLater runs inside it.
+    reactor.callWhenRunning(reactor.callLater, 0, _start_runner)
+    reactor.addSystemEventTrigger("before", "shutdown", _drain_on_shutdown)
+    return True
+
+
+def _start_runner() -> None:
+    from chat.generation import get_runner
+
+    # Start listening and sweeping now, so a worker that has started no reply of its own
+    # still ends the replies of a crashed one.
+    _keep(asyncio.ensure_future(get_runner().channel_name()))
+
+
+def _drain_on_shutdown() -> Any:
+    from twisted.internet.defer import Deferred
+
+    # Twisted waits for this Deferred before it drops the connections.
+    return Deferred.fromFuture(_keep(asyncio.ensure_future(drain(settings.CHAT_SHUTDOWN_GRACE))))
+
+
+def _keep(task: asyncio.Future[Any]) -> asyncio.Future[Any]:
+    # The loop holds tasks weakly: keep a reference until each is done.
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+async def drain(grace: float) -> None:
+    """End this worker's replies and move its pages elsewhere.
+
+    With a grace period, pages move first and keep following the replies from wherever
+    they land (this worker still answers snapshots and Stop), then the rest is ended.
+    """
+    from chat.consumers import close_all_for_restart
+    from chat.generation import get_runner
+
+    try:
+        if grace > 0:
+            await close_all_for_restart()
+        await get_runner().shutdown(grace)
+        await close_all_for_restart()
+    except Exception:
+        logger.exception("draining this worker failed")
+    logger.info("worker drained")

@@ -1,0 +1,32 @@
+"""MuAPI's LLM streams: ``POST {base_url}/{model}/stream`` (e.g. Gemini 3 Flash).
+
+The request is a single prompt (``{prompt, system_prompt?, image_url?}``) with the key in
+an ``x-api-key`` header, so a conversation's history is flattened into the prompt (see
+``flatten_history``). Only the latest message's image can be sent. The response streams
+Chat Completions chunks, usage on the last one, and ``{"error": "..."}`` events, which the
+Chat Completions parser already reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+from chat.providers import openai_chat
+from chat.providers.base import Request, Turn, flatten_history
+from chat.providers.config import Provider
+
+ACCEPTS_IMAGES = True
+Parser = openai_chat.Parser
+
+
+def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
+    body: dict[str, Any] = {"prompt": flatten_history(turns)}
+    if system_prompt:
+        body["system_prompt"] = system_prompt
+    if turns and turns[-1].image_url:
+        body["image_url"] = turns[-1].image_url
+    headers = {"x-api-key": key} if (key := provider.api_key()) else {}
+    url = f"{provider.base_url}/{quote(model, safe='')}/stream"
+    return Request(url=url, json=body, headers=headers)

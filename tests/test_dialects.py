@@ -1,0 +1,250 @@
+"""Each dialect on its own: the request it builds and the events its parser reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from httpx_sse import ServerSentEvent
+
+from chat.providers import DIALECTS, accepts_images, muapi, openai_chat, openai_responses, text_delta
+from chat.providers.base import Turn, flatten_history
+from chat.providers.config import ModelSpec, Provider, parse_providers
+from chat.providers.events import Finished, TextDelta, UpstreamError, Usage
+
+HISTORY = [
+    Turn("user", "What is SSE?", "https://example.com/a.png"),
+    Turn("assistant", "Server-sent events."),
+    Turn("user", "How do I parse it?"),
+]
+
+
+def provider(dialect: str, base_url: str = "https://api.example.com/v1", **options: object) -> Provider:
+    return Provider("p", dialect, base_url, "TEST_API_KEY", (ModelSpec("m"),), dict(options))
+
+
+def feed(parser, data: object, event: str = "") -> list:
+    text = data if isinstance(data, str) else json.dumps(data)
+    return parser.feed(ServerSentEvent(event=event, data=text))
+
+
+@pytest.fixture(autouse=True)
+def _api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_API_KEY", "sk-test")
+
+
+# The flattened history
+
+
+def test_a_lone_message_is_sent_as_it_is() -> None:
+    assert flatten_history([Turn("user", "Hello")]) == "Hello"
+
+
+def test_a_longer_chat_is_flattened_into_a_transcript_that_cues_the_answer() -> None:
+    assert flatten_history(HISTORY, "Be brief.") == (
+        "System: Be brief.\n\n"
+        "User: What is SSE?\n[image: https://example.com/a.png]\n\n"
+        "Assistant: Server-sent events.\n\n"
+        "User: How do I parse it?\n\n"
+        "Assistant:"
+    )
+
+
+def test_the_latest_messages_image_is_left_to_the_dialect() -> None:
+    flat = flatten_history([Turn("user", "a"), Turn("assistant", "b"), Turn("user", "c", "https://x/i.png")])
+    assert "i.png" not in flat
+
+
+# Requests
+
+
+def test_chat_completions_asks_for_usage_only_where_the_provider_allows_it() -> None:
+    plain = openai_chat.build_request(provider("openai-chat"), "m", HISTORY)
+    counted = openai_chat.build_request(provider("openai-chat", include_usage=True), "m", HISTORY)
+    assert "stream_options" not in plain.json
+    assert counted.json["stream_options"] == {"include_usage": True}
+    assert plain.url == "https://api.example.com/v1/chat/completions"
+    assert plain.headers == {"Authorization": "Bearer sk-test"}
+
+
+def test_chat_completions_sends_the_system_prompt_and_images_as_content_parts() -> None:
+    request = openai_chat.build_request(provider("openai-chat"), "m", HISTORY, "Be brief.")
+    messages = request.json["messages"]
+    assert messages[0] == {"role": "system", "content": "Be brief."}
+    assert messages[1]["content"][1] == {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/a.png"},
+    }
+    assert messages[3] == {"role": "user", "content": "How do I parse it?"}
+
+
+def test_responses_sends_instructions_and_input_items_with_images() -> None:
+    request = openai_responses.build_request(provider("openai-responses"), "m", HISTORY, "Be brief.")
+    assert request.url == "https://api.example.com/v1/responses"
+    assert request.json["instructions"] == "Be brief."
+    assert request.json["stream"] is True
+    first, _, last = request.json["input"]
+    assert first["content"][1] == {"type": "input_image", "image_url": "https://example.com/a.png"}
+    assert last == {"type": "message", "role": "user", "content": "How do I parse it?"}
+
+
+def test_muapi_posts_one_prompt_to_the_models_stream_with_an_api_key_header() -> None:
+    turns = [*HISTORY[:2], Turn("user", "And this?", "https://example.com/b.png")]
+    request = muapi.build_request(
+        provider("muapi", "https://api.muapi.ai/api/v1"), "gemini-flash", turns, "Sys"
+    )
+    assert request.url == "https://api.muapi.ai/api/v1/gemini-flash/stream"
+    assert request.headers == {"x-api-key": "sk-test"}
+    assert request.json == {
+        "prompt": flatten_history(turns),
+        "system_prompt": "Sys",
+        "image_url": "https://example.com/b.png",
+    }
+
+
+def test_text_delta_sends_prompt_max_tokens_and_temperature_with_bearer_auth() -> None:
+    configured = provider("text-delta", max_tokens=500, temperature=0.8)
+    request = text_delta.build_request(configured, "m", HISTORY, "Sys")
+    assert request.url == "https://api.example.com/v1/generate/stream"
+    assert request.headers == {"Authorization": "Bearer sk-test"}
+    assert request.json == {"prompt": flatten_history(HISTORY, "Sys"), "maxTokens": 500, "temperature": 0.8}
+
+
+def test_text_delta_leaves_unset_options_to_the_vendor() -> None:
+    request = text_delta.build_request(provider("text-delta"), "m", [Turn("user", "Hi")])
+    assert request.json == {"prompt": "Hi"}
+
+
+def test_only_text_delta_cannot_take_an_image() -> None:
+    assert {d: accepts_images(d) for d in DIALECTS} == {
+        "openai-chat": True,
+        "openai-responses": True,
+        "muapi": True,
+        "text-delta": False,
+    }
+    with pytest.raises(UpstreamError, match="cannot take an image"):
+        text_delta.build_request(provider("text-delta"), "m", [Turn("user", "hi", "https://x/i.png")])
+
+
+def test_every_dialect_is_accepted_in_a_providers_file() -> None:
+    text = "".join(
+        f'[[providers]]\nname = "{d}"\ndialect = "{d}"\nbase_url = "http://127.0.0.1/v1"\nmodels = ["m"]\n'
+        for d in DIALECTS
+    )
+    assert {p.dialect for p in parse_providers(text).values()} == set(DIALECTS)
+
+
+# Parsers
+
+
+def test_chat_completions_skips_role_only_empty_and_tool_call_chunks() -> None:
+    parser = openai_chat.Parser()
+    events = [
+        *feed(parser, {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}),
+        *feed(parser, {"choices": []}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {"tool_calls": [{"id": "t"}], "content": None}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}]}),
+        *feed(parser, {"choices": [{"index": 1, "delta": {"content": "other choice"}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}),
+        *feed(parser, {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}),
+        *feed(parser, "[DONE]"),
+    ]
+    assert events == [TextDelta("Hi"), Finished("length"), Usage(9, 2)]
+    assert parser.close() == []
+
+
+def test_chat_completions_reads_an_error_inside_a_200_stream() -> None:
+    with pytest.raises(UpstreamError, match="Rate limit reached"):
+        feed(openai_chat.Parser(), {"error": {"message": "Rate limit reached", "type": "rate_limit"}})
+
+
+def test_a_stream_without_its_end_signal_ended_early() -> None:
+    for dialect in DIALECTS.values():
+        parser = dialect.Parser()
+        with pytest.raises(UpstreamError, match="ended early"):
+            parser.close()
+
+
+def test_muapi_reads_string_errors() -> None:
+    with pytest.raises(UpstreamError, match="upstream provider timeout"):
+        feed(muapi.Parser(), {"error": "upstream provider timeout"})
+
+
+def test_responses_reads_deltas_and_the_completed_usage() -> None:
+    parser = openai_responses.Parser()
+    events = [
+        *feed(parser, {"type": "response.created", "response": {"status": "in_progress"}}),
+        *feed(parser, {"type": "response.output_text.delta", "delta": "Hi"}),
+        *feed(parser, {"type": "response.reasoning_summary_text.delta", "delta": "thinking"}),
+        *feed(parser, {"delta": " there"}, event="response.output_text.delta"),
+        *feed(
+            parser,
+            {"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2}}},
+        ),
+    ]
+    assert events == [TextDelta("Hi"), TextDelta(" there"), Finished("stop"), Usage(5, 2)]
+    assert parser.close() == []
+
+
+def test_responses_reports_the_token_limit_as_length() -> None:
+    parser = openai_responses.Parser()
+    incomplete = {"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}
+    assert feed(parser, {"type": "response.incomplete", "response": incomplete}) == [Finished("length")]
+    assert parser.close() == []
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "type": "response.failed",
+            "response": {"status": "failed", "error": {"code": "x", "message": "Boom"}},
+        },
+        {"type": "error", "code": "server_error", "message": "Boom", "param": None},
+    ],
+    ids=["response.failed", "error"],
+)
+def test_responses_failures_are_errors(payload: dict) -> None:
+    with pytest.raises(UpstreamError, match="Boom"):
+        feed(openai_responses.Parser(), payload)
+
+
+def test_responses_does_not_take_done_for_its_end_signal() -> None:
+    parser = openai_responses.Parser()
+    feed(parser, "[DONE]")
+    with pytest.raises(UpstreamError, match="ended early"):
+        parser.close()
+
+
+def test_text_delta_reads_deltas_and_the_finish_reason() -> None:
+    parser = text_delta.Parser()
+    events = [
+        *feed(parser, {"id": "g", "text": "Once", "delta": "Once"}),
+        *feed(parser, {"id": "g", "text": "Once upon", "delta": " upon"}),
+        *feed(parser, {"id": "g", "text": "Once upon", "delta": "", "finishReason": "length"}),
+    ]
+    assert events == [TextDelta("Once"), TextDelta(" upon"), Finished("length")]
+    assert parser.close() == []
+
+
+def test_text_delta_reads_its_error_shape() -> None:
+    with pytest.raises(UpstreamError, match="Rate limit exceeded"):
+        feed(text_delta.Parser(), {"error": {"type": "rate_limit_error", "message": "Rate limit exceeded"}})
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_a_chunk_that_is_not_json_is_an_error(dialect: str) -> None:
+    with pytest.raises(UpstreamError, match="not valid JSON"):
+        feed(DIALECTS[dialect].Parser(), '{"choices": [')
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_a_chunk_that_is_not_an_object_is_an_error(dialect: str) -> None:
+    with pytest.raises(UpstreamError, match="unexpected chunk"):
+        feed(DIALECTS[dialect].Parser(), "[1, 2]")
+
+
+def test_nonsense_token_counts_are_unknown_rather_than_stored() -> None:
+    usage = {"prompt_tokens": "12", "completion_tokens": -3}
+    assert feed(openai_chat.Parser(), {"choices": [], "usage": usage}) == [Usage(None, None)]

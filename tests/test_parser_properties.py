@@ -1,0 +1,114 @@
+"""Properties of the whole reading path (bytes -> SSE -> a dialect's events), by hypothesis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from httpx_sse import ServerSentEvent
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.providers import DIALECTS
+from chat.providers.events import UpstreamError
+from chat.simulator.dialects import MUAPI, ROUTES, Request
+from tests.streams import replay, split_at, text_of
+
+WRITERS = {writer.name: writer for writer in [*ROUTES.values(), MUAPI]}
+NEWLINES = {"lf": "\n", "cr": "\r", "crlf": "\r\n"}
+# Characters that break naive readers: line separators, multibyte, what JSON escapes.
+TRICKY = st.sampled_from(["\u2028", "\u2029", "\x85", "é", "😀", "\r", "\n", '"', "\\", " "])
+TOKENS = st.lists(
+    st.text(st.characters(codec="utf-8") | TRICKY, max_size=8) | st.just("data: [DONE]\n\n"), max_size=12
+)
+FIELDS = [
+    "choices", "delta", "content", "index", "finish_reason", "usage", "prompt_tokens", "completion_tokens",
+    "error", "message", "type", "response", "incomplete_details", "reason", "input_tokens", "output_tokens",
+    "finishReason", "text", "id",
+]  # fmt: skip
+EVENT_TYPES = [
+    "response.output_text.delta",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+]
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=10)
+    | st.sampled_from(EVENT_TYPES)
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def written(dialect: str, tokens: list[str], newline: str, bom: bool, keepalive: bool) -> bytes:
+    """A valid stream of ``tokens`` as the simulator writes this dialect."""
+    writer = WRITERS[dialect]
+    request = Request("m", "", 0, include_usage=True)
+    events, text = [*writer.head(request)], ""
+    for token in tokens:
+        events += [writer.token(token, text), *([": keep-alive\n\n"] if keepalive else [])]
+        text += token
+    events += writer.tail(request, "stop", text)
+    return ("\ufeff" * bom + "".join(events).replace("\n", NEWLINES[newline])).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    dialect=st.sampled_from(sorted(DIALECTS)),
+    tokens=TOKENS,
+    newline=st.sampled_from(sorted(NEWLINES)),
+    bom=st.booleans(),
+    keepalive=st.booleans(),
+    data=st.data(),
+)
+def test_any_split_of_a_valid_stream_yields_the_same_text(
+    dialect: str, tokens: list[str], newline: str, bom: bool, keepalive: bool, data: st.DataObject
+) -> None:
+    stream = written(dialect, tokens, newline, bom, keepalive)
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=30))
+    whole = asyncio.run(replay(dialect, [stream]))
+    split = asyncio.run(replay(dialect, split_at(stream, cuts)))
+    assert text_of(split) == "".join(tokens)
+    assert split == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(dialect=st.sampled_from(sorted(DIALECTS)), body=st.binary(max_size=300), data=st.data())
+def test_no_bytes_make_the_reading_path_raise_anything_but_upstream_error(
+    dialect: str, body: bytes, data: st.DataObject
+) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(body)), max_size=10))
+    with contextlib.suppress(UpstreamError):
+        asyncio.run(replay(dialect, split_at(body, cuts)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(dialect=st.sampled_from(sorted(DIALECTS)), payload=JSON, event=st.sampled_from(["", *EVENT_TYPES]))
+def test_no_json_makes_a_parser_raise_anything_but_upstream_error(
+    dialect: str, payload: object, event: str
+) -> None:
+    parser = DIALECTS[dialect].Parser()
+    with contextlib.suppress(UpstreamError):
+        parser.feed(ServerSentEvent(event=event, data=json.dumps(payload)))
+        parser.close()
+
+
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+@settings(max_examples=100, deadline=None)
+@given(data=st.text(max_size=200))
+def test_no_text_makes_a_parser_raise_anything_but_upstream_error(dialect: str, data: str) -> None:
+    with contextlib.suppress(UpstreamError):
+        DIALECTS[dialect].Parser().feed(ServerSentEvent(data=data))

@@ -1,0 +1,156 @@
+"""Protections that need no browser: CSRF, origins, login throttling, limits, deploy checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from chat.models import Conversation, Message
+from tests.servers import ROOT
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(django_user_model) -> User:
+    return django_user_model.objects.create_user("alice", password="a-long-test-password")
+
+
+def test_state_changing_requests_need_a_csrf_token(alice) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    assert client.post(reverse("chat:new")).status_code == 403
+    assert not Conversation.objects.exists()
+
+
+def test_pages_carry_a_content_security_policy_without_inline_script(client, alice, sim) -> None:
+    client.force_login(alice)
+    response = client.get(reverse("chat:home"), follow=True)
+    policy = response["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert b"<script>" not in response.content
+    assert b'"allowEval": false' in response.content
+
+
+def test_repeated_failed_logins_lock_the_account_out(client, alice) -> None:
+    url = reverse("login")
+    for _ in range(5):
+        client.post(url, {"username": "alice", "password": "wrong"})
+    response = client.post(url, {"username": "alice", "password": "a-long-test-password"})
+    assert response.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_correct_login_before_the_limit_works(client, alice) -> None:
+    url = reverse("login")
+    for _ in range(3):
+        client.post(url, {"username": "alice", "password": "wrong"})
+    response = client.post(url, {"username": "alice", "password": "a-long-test-password"})
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(alice.pk)
+
+
+def test_messages_per_minute_are_limited_with_a_clear_error(alice, settings) -> None:
+    from chat.services import ChatError, check_rate
+
+    settings.CHAT_MESSAGES_PER_MINUTE = 2
+    conversation = Conversation.objects.create(owner=alice, provider="demo", model="demo-1")
+    check_rate(alice.pk)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role="user", content="hi") for _ in range(2)
+    )
+    with pytest.raises(ChatError, match="faster than allowed"):
+        check_rate(alice.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_from_another_origin_is_refused(sim) -> None:
+    from chatsite.asgi import application
+
+    alice = await sync_to_async(User.objects.create_user)("alice", password="x" * 12)
+    conversation = await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1")
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation.pk}/", headers=[(b"origin", b"https://evil.example")]
+    )
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+FRAMES = st.one_of(
+    st.text(min_size=1, max_size=300),
+    st.dictionaries(
+        st.sampled_from(["action", "message", "client_id", "image_url", "id"]), st.text(max_size=50)
+    ).map(json.dumps),
+    st.dictionaries(st.text(max_size=10), st.integers() | st.none() | st.booleans()).map(json.dumps),
+    st.lists(st.integers(), max_size=3).map(json.dumps),
+)
+
+
+async def _exchange(user: User, conversation_id: int, frames: list[str]) -> None:
+    from channels.routing import URLRouter
+
+    from chat.routing import websocket_urlpatterns
+
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_id}/"
+    )
+    communicator.scope["user"] = user
+    assert (await communicator.connect())[0]
+    for frame in frames:
+        await communicator.send_to(frame)
+        answer = await communicator.receive_from(5)
+        assert answer.startswith("<")
+        while not await communicator.receive_nothing(0.05):
+            await communicator.receive_from(1)
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frames=st.lists(FRAMES, min_size=1, max_size=6))
+def test_no_frame_crashes_the_socket(frames: list[str], sim, settings) -> None:
+    from asgiref.sync import async_to_sync
+
+    from chat.providers.config import get_providers
+    from tests.servers import free_port
+
+    # Replies started by fuzzed messages fail at once instead of streaming for seconds.
+    settings.CHAT_DEMO_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
+    settings.CHAT_MAX_ATTEMPTS = 1
+    settings.CHAT_MESSAGES_PER_MINUTE = 10_000
+    get_providers.cache_clear()
+    alice, _ = User.objects.get_or_create(username="alice")
+    conversation, _ = Conversation.objects.get_or_create(owner=alice, provider="demo", model="demo-1")
+    async_to_sync(_exchange)(alice, conversation.pk, frames)
+
+
+def test_deploy_checks_pass_with_production_settings() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "k" * 10 + "-a-long-random-production-secret-key-with-variety-0123456789",
+        "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+        "DJANGO_SECURE_COOKIES": "1",
+        "DJANGO_SSL_REDIRECT": "1",
+        "DJANGO_HSTS_SECONDS": "31536000",
+        "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1",
+        "DJANGO_HSTS_PRELOAD": "1",
+        "DJANGO_BEHIND_TLS_PROXY": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
