@@ -77,6 +77,8 @@ class WsParsed:
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, chars so far)
     status: str = ""
     final_plain: str | None = None
+    final_frame: str = ""
+    final_at: float = 0.0
     bytes_total: int = 0
     bytes_deltas: int = 0
     bytes_deflate: int = 0
@@ -109,7 +111,7 @@ def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
             parsed.text = snapshot
             parsed.arrivals.append((when, len(parsed.text)))
         elif (m := FINAL.match(message)) and int(m.group(1)) == parsed.reply_id:
-            parsed.status = m.group(2)
+            parsed.status, parsed.final_frame, parsed.final_at = m.group(2), message, when
             if body := PLAIN_BODY.search(message):
                 parsed.final_plain = html.unescape(body.group(1))
     return parsed

@@ -86,6 +86,7 @@ def report(reply_ids: list[int]) -> dict[str, Any]:
     """Each reply as persisted, with the writes its row took; and all writes logged."""
     from django.db import connection
 
+    from chat import rendering
     from chat.models import Message
 
     with connection.cursor() as cursor:
@@ -99,6 +100,8 @@ def report(reply_ids: list[int]) -> dict[str, Any]:
             "duration_ms": m.duration_ms,
             "ttft_ms": m.time_to_first_token_ms,
             "writes": writes.get(("message", m.pk), 0),
+            # What the consumer's final frame must start with: the persisted row, rendered.
+            "final_html": rendering.message_html(m, oob=True),
         }
         for m in Message.objects.filter(pk__in=reply_ids)
     }

@@ -10,12 +10,13 @@ from django.contrib.auth.models import Permission, User
 
 from chat.models import Conversation, Message
 
-PASSWORD = "x" * 12
+# Password hashing is built to be slow; tests log in with force_login, or with this hasher.
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username: str, *, staff: bool = False, perms: tuple[str, ...] = ()) -> User:
-    """A person; ``perms`` are ``app.codename`` strings such as ``chat.view_transcript``."""
-    user = User.objects.create_user(username, password=PASSWORD, is_staff=staff)
+    """A person who logs in with ``force_login``; ``perms`` are strings like ``chat.view_transcript``."""
+    user = User.objects.create_user(username, password=None, is_staff=staff)
     for perm in perms:
         app_label, codename = perm.split(".")
         user.user_permissions.add(

@@ -14,11 +14,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import Conversation, Message, TranscriptAccess
-from tests.admin_data import make_conversation, make_exchange, make_user
+from tests.admin_data import FAST_HASHERS, make_conversation, make_exchange, make_user
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:chat_conversation_changelist")
+
+
+@pytest.fixture(autouse=True)
+def _fast_hashers(settings) -> None:
+    settings.PASSWORD_HASHERS = FAST_HASHERS
 
 
 def transcript_url(conversation: Conversation) -> str:
