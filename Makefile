@@ -23,7 +23,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_login
-	$(PY) -m chat.simulator --port $(DEMO_PORT) & sim=$$!; trap 'kill $$sim' EXIT INT TERM; \
+	@$(PY) -m chat.simulator --port $(DEMO_PORT) & sim=$$!; trap 'kill $$sim' EXIT INT TERM; \
 	echo "Open http://$(HOST):$(PORT)/"; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.analysis import parse_floor, parse_ws, summary, token_ends, token_latencies
+from bench.analysis import WsParsed, parse_floor, parse_ws, summary, token_ends, token_latencies
 from bench.clients import FloorRun, WsRun
 
 
@@ -33,6 +33,7 @@ class Tally:
     token_latency: list[float] = field(default_factory=list)
     stop_latency: list[float] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    tail_chars: list[int] = field(default_factory=list)  # reply text that came only in the final frame
     tokens: int = 0
     completed: int = 0
     stopped: int = 0
@@ -63,6 +64,37 @@ def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
         tally.mismatches.append(f"#{run.index}: received {len(text)} of {len(record['text'])} characters")
 
 
+def _received(
+    parsed: WsParsed, record: dict[str, Any] | None, saved: dict[str, Any], tally: Tally
+) -> tuple[str, list[tuple[float, int]], list[str]]:
+    """The text the page ends up with, checked against the database and the upstream.
+
+    A complete reply's last frame is the persisted message rendered as markdown: when it
+    starts with the server's own rendering of that row, the page shows the persisted
+    text, so text the deltas never carried arrived with that frame.
+    """
+    problems = list(parsed.problems)
+    text, arrivals = parsed.text, list(parsed.arrivals)
+    if not parsed.final_frame.startswith(saved["final_html"]):
+        problems.append("the final frame is not the persisted reply")
+    if saved["status"] != "complete":
+        if saved["content"] != text:
+            problems.append(f"persisted {len(saved['content'])} characters, streamed {len(text)}")
+        if parsed.final_plain != text:
+            problems.append("the final frame's text differs from the streamed text")
+        return text, arrivals, problems
+    upstream = record["text"] if record else ""
+    if saved["content"] != upstream:
+        problems.append(f"persisted {len(saved['content'])} characters, upstream sent {len(upstream)}")
+    elif not upstream.startswith(text):
+        problems.append("the streamed text is not the upstream's")
+    elif len(text) < len(upstream):
+        tally.tail_chars.append(len(upstream) - len(text))
+        text = upstream
+        arrivals.append((parsed.final_at, len(upstream)))
+    return text, arrivals, problems
+
+
 def relay_tally(
     runs: list[WsRun], records: list[dict[str, Any]], db: dict[str, Any], tps: float
 ) -> tuple[Tally, dict]:
@@ -76,19 +108,14 @@ def relay_tally(
             continue
         parsed = parse_ws(run.frames)
         record = prompts.get(run.prompt)
-        _common(tally, run, record, parsed.text, parsed.arrivals, tps)
-        tally.mismatches += [f"#{run.index}: {p}" for p in parsed.problems]
         snapshots += parsed.snapshots
         saved = db["replies"].get(str(parsed.reply_id))
         if saved is None:
             tally.mismatches.append(f"#{run.index}: reply {parsed.reply_id} is not in the database")
             continue
-        if saved["content"] != parsed.text:
-            tally.mismatches.append(
-                f"#{run.index}: persisted {len(saved['content'])} chars, shown {len(parsed.text)}"
-            )
-        if parsed.final_plain is not None and parsed.final_plain != parsed.text:
-            tally.mismatches.append(f"#{run.index}: the final frame's text differs from the streamed text")
+        text, arrivals, problems = _received(parsed, record, saved, tally)
+        tally.mismatches += [f"#{run.index}: {p}" for p in problems]
+        _common(tally, run, record, text, arrivals, tps)
         if saved["status"] == "complete":
             tally.completed += 1
             if parsed.text:
@@ -113,6 +140,8 @@ def relay_tally(
         "db_writes_all_rows_per_reply": round(db["writes_total"] / len(runs), 2) if runs else None,
         "db_writes_minus_seconds_max": round(max(excess), 2) if excess else None,
         "snapshots": snapshots,
+        "replies_with_tail_only_in_final_frame": len(tally.tail_chars),
+        "tail_chars_mean": round(sum(tally.tail_chars) / len(tally.tail_chars), 1) if tally.tail_chars else 0,
     }
     return tally, extra
 

@@ -20,6 +20,7 @@ WRITERS = {writer.name: writer for writer in [*ROUTES.values(), MUAPI]}
 NEWLINES = {"lf": "\n", "cr": "\r", "crlf": "\r\n"}
 # Characters that break naive readers: line separators, multibyte, what JSON escapes.
 TRICKY = st.sampled_from(["\u2028", "\u2029", "\x85", "é", "😀", "\r", "\n", '"', "\\", " "])
+# A token may even look like SSE framing: it must still arrive as text.
 TOKENS = st.lists(
     st.text(st.characters(codec="utf-8") | TRICKY, max_size=8) | st.just("data: [DONE]\n\n"), max_size=12
 )
