@@ -42,16 +42,46 @@ POSTGRES_TRIGGERS = [
 ]
 
 
-def setup(users: int, password: str) -> dict[str, Any]:
-    """Users ``bench-0`` .. ``bench-N`` (one password hash, computed once) and the triggers."""
+def ensure_users(count: int, password: str) -> list[Any]:
+    """Users ``bench-0`` .. ``bench-N``: one password hash, computed once, for all of them."""
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import User
+
+    names = [f"bench-{i}" for i in range(count)]
+    existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    if missing := [n for n in names if n not in existing]:
+        hashed = make_password(password)
+        User.objects.bulk_create([User(username=n, password=hashed) for n in missing])
+    users = {u.username: u for u in User.objects.filter(username__in=names)}
+    return [users[n] for n in names]
+
+
+def session_cookie(user: Any) -> str:
+    """A logged-in session for ``user``, made as ``django.contrib.auth.login`` makes one.
+
+    Logging K people in through the form would cost K password hashes (about 0.4 s of
+    CPU each here); the form itself is exercised once per configuration.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    backends = settings.AUTHENTICATION_BACKENDS
+    backend = next((b for b in backends if b.endswith("ModelBackend")), backends[-1])
+    session = import_module(settings.SESSION_ENGINE).SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = backend
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+def setup(users: int, password: str) -> dict[str, Any]:
+    """The first users and the write-counting triggers."""
     from django.db import connection
 
-    names = [f"bench-{i}" for i in range(users)]
-    existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
-    hashed = make_password(password)
-    User.objects.bulk_create([User(username=n, password=hashed) for n in names if n not in existing])
+    names = [u.username for u in ensure_users(users, password)]
     statements = POSTGRES_TRIGGERS if connection.vendor == "postgresql" else SQLITE_TRIGGERS
     with connection.cursor() as cursor:
         for statement in statements:
@@ -59,16 +89,16 @@ def setup(users: int, password: str) -> dict[str, Any]:
     return {"users": names, "vendor": connection.vendor}
 
 
-def conversations(users: int, count: int) -> dict[str, Any]:
-    """``count`` empty conversations, dealt round-robin to the users; clears the write log."""
-    from django.contrib.auth.models import User
+def conversations(users: int, count: int, password: str) -> dict[str, Any]:
+    """``count`` empty conversations dealt round-robin to ``users`` people, each with a
+    fresh session; clears the write log."""
     from django.db import connection
 
     from chat.models import Conversation
     from chat.providers.config import get_providers
 
     provider = next(iter(get_providers().values()))
-    owners = list(User.objects.filter(username__in=[f"bench-{i}" for i in range(users)]).order_by("id"))
+    owners = ensure_users(users, password)
     created = Conversation.objects.bulk_create(
         [
             Conversation(owner=owners[i % len(owners)], provider=provider.name, model=provider.models[0].name)
@@ -79,7 +109,10 @@ def conversations(users: int, count: int) -> dict[str, Any]:
         created = list(Conversation.objects.order_by("-id")[:count])[::-1]
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM bench_write")
-    return {"conversations": [[c.owner.username, c.pk] for c in created]}
+    return {
+        "conversations": [[c.owner.username, c.pk] for c in created],
+        "cookies": {u.username: session_cookie(u) for u in owners},
+    }
 
 
 def report(reply_ids: list[int]) -> dict[str, Any]:
@@ -100,8 +133,9 @@ def report(reply_ids: list[int]) -> dict[str, Any]:
             "duration_ms": m.duration_ms,
             "ttft_ms": m.time_to_first_token_ms,
             "writes": writes.get(("message", m.pk), 0),
-            # What the consumer's final frame must start with: the persisted row, rendered.
-            "final_html": rendering.message_html(m, oob=True),
+            # What the consumer's final frame must start with: the persisted row rendered, up
+            # to the footer (after it come controls with fresh random ids).
+            "final_html": rendering.message_html(m, oob=True).split("<footer", 1)[0],
         }
         for m in Message.objects.filter(pk__in=reply_ids)
     }
@@ -122,7 +156,7 @@ def main() -> None:
     if args.command == "setup":
         result = setup(args.users, args.password)
     elif args.command == "conversations":
-        result = conversations(args.users, args.count)
+        result = conversations(args.users, args.count, args.password)
     else:
         result = report([int(i) for i in json.load(sys.stdin)])
     json.dump(result, sys.stdout)

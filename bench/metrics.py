@@ -30,6 +30,7 @@ class Costs:
 @dataclass
 class Tally:
     ttft_added: list[float] = field(default_factory=list)
+    to_upstream: list[float] = field(default_factory=list)  # send -> the simulator has the request
     token_latency: list[float] = field(default_factory=list)
     stop_latency: list[float] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
@@ -40,8 +41,17 @@ class Tally:
 
 
 def by_prompt(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The simulator's last request for each prompt (a retried request counts once)."""
-    return {r["prompt"]: r for r in records}
+    """The request that streamed each prompt's reply: the first with tokens, else the first.
+
+    The app may ask the upstream again with the same message (a title for a new
+    conversation, after its first reply); those start later, so they never win here.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r["started_at"]):
+        current = found.get(record["prompt"])
+        if current is None or (not current["token_times"] and record["token_times"]):
+            found[record["prompt"]] = record
+    return found
 
 
 def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
@@ -53,6 +63,7 @@ def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
     if arrivals and record["token_times"]:
         own = record["token_times"][0] - record["started_at"]
         tally.ttft_added.append(arrivals[0][0] - run.sent_at - own)
+    tally.to_upstream.append(record["started_at"] - run.sent_at)
     ends = token_ends(run.prompt, tps)
     tally.token_latency += token_latencies(ends, record["token_times"], arrivals)
     closed = record.get("client_closed_at")
@@ -99,6 +110,7 @@ def relay_tally(
     runs: list[WsRun], records: list[dict[str, Any]], db: dict[str, Any], tps: float
 ) -> tuple[Tally, dict]:
     tally, prompts = Tally(), by_prompt(records)
+    upstream_tokens = sum(len(r["token_times"]) for r in records)
     bytes_total = bytes_deltas = bytes_deflate = chars = snapshots = 0
     writes: list[int] = []
     excess: list[float] = []
@@ -140,6 +152,8 @@ def relay_tally(
         "db_writes_all_rows_per_reply": round(db["writes_total"] / len(runs), 2) if runs else None,
         "db_writes_minus_seconds_max": round(max(excess), 2) if excess else None,
         "snapshots": snapshots,
+        "upstream_requests_per_reply": round(len(records) / len(runs), 2) if runs else None,
+        "upstream_tokens_not_relayed": upstream_tokens - tally.tokens,
         "replies_with_tail_only_in_final_frame": len(tally.tail_chars),
         "tail_chars_mean": round(sum(tally.tail_chars) / len(tally.tail_chars), 1) if tally.tail_chars else 0,
     }
@@ -178,6 +192,7 @@ def phase_result(
         "stopped": relay.stopped,
         "ttft_added_ms": summary(relay.ttft_added),
         "floor_ttft_added_ms": summary(floor.ttft_added),
+        "send_to_upstream_ms": summary(relay.to_upstream),
         "token_latency_ms": relay_tokens,
         "floor_token_latency_ms": floor_tokens,
         "token_latency_p99_over_floor_ms": (

@@ -24,7 +24,7 @@ from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, open_ws
 from bench.metrics import Costs, floor_tally, phase_result, relay_tally
 from bench.stack import Config, Worker, cpu_seconds, dbprep, stop_workers
-from tests.servers import SimulatorProcess
+from tests.servers import PASSWORD, SimulatorProcess
 
 
 @dataclass
@@ -40,7 +40,6 @@ class Spec:
 class Phase:
     config: Config
     sim: SimulatorProcess
-    cookies: list[str]  # one logged-in session per bench user
     tps: float
     log_dir: Path
     profile_to: Path | None = None
@@ -110,11 +109,13 @@ async def _relay(rounds: list[tuple[list[WsRun], list[Spec]]], workers: list[Wor
     return peak[0]
 
 
-def warm_up(phase: Phase, workers: list[Worker], conversations: list[list[Any]]) -> None:
+def warm_up(
+    phase: Phase, workers: list[Worker], conversations: list[list[Any]], cookies: dict[str, str]
+) -> None:
     """One short reply through each worker: imports, templates and pools are ready after."""
     runs = [
         WsRun(-1 - i, prompt("warm", phase.config.name, i, 5, phase.tps), None, conversation_id=conv[1],
-              base_url=w.url, cookie=phase.cookies[0])
+              base_url=w.url, cookie=cookies[conv[0]])
         for i, (w, conv) in enumerate(zip(workers, conversations, strict=True))
     ]  # fmt: skip
     asyncio.run(_relay_round(runs, [Spec(5, 0, None)] * len(runs), phase.tps))
@@ -124,15 +125,13 @@ def warm_up(phase: Phase, workers: list[Worker], conversations: list[list[Any]])
 
 def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, Any]:
     config, sim = phase.config, phase.sim
-    users = len(phase.cookies)
-    made = dbprep(
-        config.env, "conversations", "--users", str(users), "--count", str(len(specs) + config.workers)
-    )
-    conversations = made["conversations"]
-    owner_cookie = {f"bench-{i}": cookie for i, cookie in enumerate(phase.cookies)}
+    # One person per concurrent client, as per-person limits (rate, concurrent replies) apply.
+    count = str(len(specs) + config.workers)
+    made = dbprep(config.env, "conversations", "--users", str(k), "--count", count, "--password", PASSWORD)
+    conversations, cookies = made["conversations"], made["cookies"]
     workers = config.start_workers(phase.log_dir, f"{config.name}-{label}")
     try:
-        warm_up(phase, workers, conversations[len(specs) :])
+        warm_up(phase, workers, conversations[len(specs) :], cookies)
         host, port = sim.url.removeprefix("http://").split(":")
         sim.reset()
         floor_runs = [
@@ -151,7 +150,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
                 s.stop_after,
                 conversation_id=conversations[j][1],
                 base_url=workers[j % len(workers)].url,
-                cookie=owner_cookie[conversations[j][0]],
+                cookie=cookies[conversations[j][0]],
             )
             for j, s in enumerate(specs)
         ]

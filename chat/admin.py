@@ -7,6 +7,7 @@ The live replies, the audit log and budgets are in ``chat.admin_extra``.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import audit, exports
+from chat import audit, exports, threads
 from chat.admin_extra import ModelFilter, StatusFilter
 from chat.budgets import TOKENS, dollars
 from chat.dashboard import UsageRangeForm, build_dashboard
@@ -47,6 +48,25 @@ def with_stats(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
         cost=_per_conversation(Sum("cost"), role=Message.Role.ASSISTANT),
         last_status=Subquery(last_reply.order_by("-created_at", "-pk").values("status")[:1]),
     )
+
+
+def transcript_messages(conversation: Conversation) -> list[Message]:
+    """Every message, branches included, in the order written, each marked with its version.
+
+    Siblings (one parent) are versions of a turn: regenerated replies, edited messages.
+    ``shown`` marks the path the chat page shows now; the rest are other branches.
+    """
+    messages = list(conversation.messages.all())
+    branched = any(m.parent_id for m in messages)
+    siblings: dict[int | None, list[int]] = defaultdict(list)
+    for message in messages:
+        siblings[message.parent_id if branched else message.pk].append(message.pk)
+    shown = set(threads.shape_of(conversation.pk).path)
+    for message in messages:
+        versions = siblings[message.parent_id if branched else message.pk]
+        message.version, message.version_count = versions.index(message.pk) + 1, len(versions)
+        message.shown = message.pk in shown
+    return messages
 
 
 Exporter = Callable[[Iterable[Conversation]], str]
@@ -161,7 +181,7 @@ class ConversationAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "title": f"Transcript: {conversation}",
             "conversation": conversation,
-            "chat_messages": conversation.messages.all(),
+            "chat_messages": transcript_messages(conversation),
             "accesses": audit.accesses_of(conversation),
         }
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
@@ -170,8 +190,7 @@ class ConversationAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = UsageRangeForm(request.GET)
-        data = form.cleaned_data if form.is_valid() else UsageRangeForm({}).clean()
-        dashboard = build_dashboard(data["start"], data["end"])
+        dashboard = build_dashboard(*form.chosen_range())
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

@@ -27,20 +27,25 @@ def _svg(width: int, height: int, title: str, body: str) -> SafeString:
     )
 
 
+def _n(value: float) -> str:
+    # format_html escapes its arguments into strings, so numbers are formatted first.
+    return f"{value:.1f}"
+
+
 def _rect(x: float, y: float, width: float, height: float, tip: str) -> SafeString:
     return format_html(
-        '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}"><title>{}</title></rect>',
-        x,
-        y,
-        width,
-        height,
+        '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
+        _n(x),
+        _n(y),
+        _n(width),
+        _n(height),
         BAR,
         tip,
     )
 
 
 def _text(x: float, y: float, text: str, anchor: str = "start") -> SafeString:
-    return format_html('<text x="{:.1f}" y="{:.1f}" text-anchor="{}">{}</text>', x, y, anchor, text)
+    return format_html('<text x="{}" y="{}" text-anchor="{}">{}</text>', _n(x), _n(y), anchor, text)
 
 
 def column_chart(
@@ -73,11 +78,11 @@ def _y_axis(left: int, top: int, plot_w: int, plot_h: int, peak: float, fmt: For
         y = top + plot_h * (1 - fraction)
         lines.append(
             format_html(
-                '<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="0.5"/>',
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="0.5"/>',
                 left,
                 left + plot_w,
-                y,
-                y,
+                _n(y),
+                _n(y),
                 MUTED,
             )
         )

@@ -18,7 +18,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import rendering, services
+from chat import conversations, rendering, services, threads
 from chat.models import Conversation, Message
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 256 * 1024
 # A snapshot not back by then was dropped (at-most-once delivery): the next frame asks again.
 SNAPSHOT_PATIENCE = 2.0
-RETRYABLE = {Message.Status.INTERRUPTED, Message.Status.ERROR}
+# Frames that make or choose a version of a message; each names the message by "id".
+VERSION_ACTIONS = {"regenerate", "retry", "continue", "edit", "select"}
 
 # This process's open sockets, for a restart to close (see chat.lifecycle).
 _open_consumers: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
@@ -37,32 +38,15 @@ def get_conversation(user: Any, conversation_id: int) -> Conversation | None:
 
 
 def get_messages(ids: list[int]) -> list[Message]:
-    return list(Message.objects.filter(pk__in=ids))
+    return threads.with_versions(list(Message.objects.filter(pk__in=ids)))
+
+
+def get_sidebar(user: Any, conversation_id: int) -> tuple[list[Conversation], Conversation | None]:
+    return conversations.recent(user.pk), get_conversation(user, conversation_id)
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:
     return list(Message.objects.active().filter(conversation_id=conversation_id))
-
-
-def get_retry_prompt(conversation_id: int, reply_id: Any) -> Message | None:
-    """The person's message that an interrupted or failed reply answered."""
-    if not str(reply_id).isdigit():
-        return None
-    reply = Message.objects.filter(
-        pk=int(reply_id),
-        conversation_id=conversation_id,
-        role=Message.Role.ASSISTANT,
-        status__in=RETRYABLE,
-    ).first()
-    if reply is None:
-        return None
-    return (
-        Message.objects.filter(
-            conversation_id=conversation_id, role=Message.Role.USER, created_at__lte=reply.created_at
-        )
-        .exclude(pk=reply.pk)
-        .last()
-    )
 
 
 async def close_all_for_restart() -> None:
@@ -93,8 +77,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.offsets: dict[int, int | None] = {}
         self.workers: dict[int, str] = {}
         self.snapshot_asked: dict[int, float] = {}
+        self.user_group = services.user_group(user.pk)
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         _open_consumers.add(self)
         for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
@@ -104,6 +90,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         _open_consumers.discard(self)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def close_for_restart(self) -> None:
         """Send the final state of the replies this page follows, then close with 1012.
@@ -116,6 +103,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 "".join(rendering.message_html(m, oob=True) for m in ended) + rendering.stop_button_html()
             )
         await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self.channel_layer.group_discard(self.user_group, self.channel_name)
         await self.close(code=1012)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -134,8 +122,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self._send_message(data)
         elif action == "stop":
             await self._stop()
-        elif action == "retry":
-            await self._retry(data.get("id"))
+        elif action in VERSION_ACTIONS:
+            await self._change_version(action, data)
         else:
             await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
 
@@ -159,19 +147,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.send(rendering.composer_html())
 
-    async def _retry(self, reply_id: Any) -> None:
+    async def _change_version(self, action: str, data: dict[str, Any]) -> None:
         conversation = await database_sync_to_async(get_conversation)(
             self.scope["user"], self.conversation_id
         )
-        prompt = await database_sync_to_async(get_retry_prompt)(self.conversation_id, reply_id)
-        if conversation is None or prompt is None:
-            await self.send(rendering.composer_html(error="That reply cannot be retried."))
+        if conversation is None:
+            await self.close(code=4404)
             return
+        client_id = str(data.get("client_id", ""))[:64]
+        message_id = data.get("id")
         try:
-            # One retry per reply, however often the button is pressed.
-            await services.send_message(
-                conversation, prompt.content, client_id=f"retry-{reply_id}", image_url=prompt.image_url
-            )
+            if not isinstance(message_id, int):
+                raise services.ChatError("That message is not in this conversation.")
+            if action in {"regenerate", "retry"}:
+                await services.regenerate_reply(conversation, message_id, client_id=client_id)
+            elif action == "continue":
+                await services.continue_reply(conversation, message_id, client_id=client_id)
+            elif action == "edit":
+                text = str(data.get("message", ""))
+                await services.edit_and_resend(conversation, message_id, text, client_id=client_id)
+            else:
+                await services.select_version(conversation, message_id)
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc)))
 
@@ -192,11 +188,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_messages_added(self, event: dict[str, Any]) -> None:
         messages = await database_sync_to_async(get_messages)(event["ids"])
+        html = rendering.messages_appended(messages)
         for message in messages:
             if message.is_active:
                 self.offsets[message.pk] = 0
                 self.workers[message.pk] = message.worker_channel
-        await self.send(rendering.messages_appended(messages))
+                html += rendering.announce_html(rendering.announcement(message))
+        await self.send(html)
+
+    async def chat_thread_changed(self, event: dict[str, Any]) -> None:
+        path = await database_sync_to_async(threads.visible_path)(self.conversation_id)
+        await self.send(rendering.thread_html(path))
+        for message in path:
+            if message.is_active:
+                await self.send(rendering.announce_html(rendering.announcement(message)))
+                # The drawn text may lag the worker's: a snapshot brings it level.
+                await self._resync(message)
+
+    async def sidebar_changed(self, event: dict[str, Any]) -> None:
+        recent, current = await database_sync_to_async(get_sidebar)(self.scope["user"], self.conversation_id)
+        await self.send(rendering.sidebar_html(recent, current))
 
     async def reply_delta(self, event: dict[str, Any]) -> None:
         reply_id, offset, text = event["id"], event["offset"], event["text"]
@@ -233,4 +244,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.snapshot_asked.pop(event["id"], None)
         messages = await database_sync_to_async(get_messages)([event["id"]])
         if messages:
-            await self.send(rendering.message_html(messages[0], oob=True) + rendering.stop_button_html())
+            await self.send(
+                rendering.message_html(messages[0], oob=True)
+                + rendering.stop_button_html()
+                + rendering.announce_html(rendering.announcement(messages[0]))
+            )

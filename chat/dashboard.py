@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Concat, TruncDate
 from django.utils import timezone
 
@@ -31,13 +31,23 @@ class UsageRangeForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        end = data.get("end") or timezone.localdate()
-        start = data.get("start") or end - timedelta(days=DEFAULT_DAYS - 1)
+        default_start, default_end = default_range()
+        end = data.get("end") or default_end
+        start = data.get("start") or end - (default_end - default_start)
         if start > end:
             raise forms.ValidationError("The start must not be after the end.")
         if (end - start).days >= MAX_DAYS:
             raise forms.ValidationError(f"Choose at most {MAX_DAYS} days.")
         return {"start": start, "end": end}
+
+    def chosen_range(self) -> tuple[date, date]:
+        """The valid range asked for, else the last ``DEFAULT_DAYS`` days."""
+        return (self.cleaned_data["start"], self.cleaned_data["end"]) if self.is_valid() else default_range()
+
+
+def default_range() -> tuple[date, date]:
+    end = timezone.localdate()
+    return end - timedelta(days=DEFAULT_DAYS - 1), end
 
 
 def replies_between(start: date, end: date) -> QuerySet[Message]:
@@ -72,7 +82,7 @@ def per_user(replies: QuerySet[Message]) -> list[dict[str, Any]]:
 def per_model(replies: QuerySet[Message]) -> list[dict[str, Any]]:
     rows = list(
         _totals(
-            replies.annotate(choice=Concat(F("provider"), "/", F("model"))), "choice", "provider", "model"
+            replies.annotate(choice=Concat(F("provider"), Value("/"), F("model"))), "choice", "provider", "model"
         )
         .annotate(
             errors=Count("pk", filter=Q(status=Message.Status.ERROR)),

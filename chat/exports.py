@@ -21,7 +21,7 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 
 MESSAGE_FIELDS = [
-    "id", "role", "content", "image_url", "status", "provider", "model", "finish_reason", "error",
+    "id", "parent_id", "role", "content", "image_url", "status", "provider", "model", "finish_reason", "error",
     "input_tokens", "output_tokens", "tokens_estimated", "cost", "time_to_first_token_ms",
     "duration_ms", "retries", "created_at",
 ]  # fmt: skip

@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import services
+from chat import services, threads, titles
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
@@ -43,13 +43,8 @@ class Job:
 
 def load_job(reply_id: int) -> Job:
     reply = Message.objects.select_related("conversation").get(pk=reply_id)
-    history = reply.conversation.messages.filter(created_at__lte=reply.created_at).exclude(pk=reply.pk)
-    turns = [
-        Turn(m.role, m.content, m.image_url)
-        for m in history
-        if m.content and (m.role == Message.Role.USER or m.status != Message.Status.ERROR)
-    ]
-    return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns)
+    # The history follows the reply's own branch (chat.threads), never another version.
+    return Job(reply.provider, reply.model, reply.conversation.system_prompt, threads.turns_for(reply))
 
 
 def estimate_tokens(text: str) -> int:
@@ -215,6 +210,8 @@ class Reply:
             **fields,
         )
         await services.notify_final(self.conversation_id, self.id)
+        if status == Message.Status.COMPLETE:
+            await titles.name_conversation(self.id)
 
     def _cost(self, input_tokens: int | None, output_tokens: int | None) -> Decimal | None:
         if self.job is None or (provider := get_providers().get(self.job.provider)) is None:
@@ -233,7 +230,10 @@ class Runner:
 
     async def channel_name(self) -> str:
         if self._channel is None:
-            self._channel = await get_channel_layer().new_channel("replies.")
+            # The layer's default prefix: channels_redis reads all of a process's own
+            # channels with one blocking pop on that prefix's key, so a channel of
+            # another prefix would hold the read for seconds and starve the sockets'.
+            self._channel = await get_channel_layer().new_channel()
             for loop in (self._listen(), self._sweep()):
                 task = asyncio.create_task(loop)
                 self._background.add(task)

@@ -22,6 +22,9 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# Service Restart and Try Again Later: htmx's ws extension reconnects on both.
+RESTART_CODES = {1012, 1013}
+
 _tasks: set[asyncio.Future[Any]] = set()
 
 
@@ -30,10 +33,34 @@ def install() -> bool:
     reactor: Any = sys.modules.get("twisted.internet.reactor")
     if reactor is None:
         return False
+    _let_daphne_send_restart_codes()
     # Startup triggers fire before the asyncio loop runs; callLater runs inside it.
     reactor.callWhenRunning(reactor.callLater, 0, _start_runner)
     reactor.addSystemEventTrigger("before", "shutdown", _drain_on_shutdown)
     return True
+
+
+def _let_daphne_send_restart_codes() -> None:
+    """Let ``websocket.close`` carry 1012 and 1013 through daphne.
+
+    autobahn's ``sendClose`` accepts only 1000 and 3000-4999 from an application, so
+    daphne cannot send them (daphne #374, autobahn #1642); ``sendCloseFrame``, the
+    method it calls after that check, sends any code.
+    """
+    from daphne.ws_protocol import WebSocketProtocol
+
+    if getattr(WebSocketProtocol, "sends_restart_codes", False):
+        return
+    close = WebSocketProtocol.serverClose
+
+    def server_close(protocol: WebSocketProtocol, code: int | None = None) -> None:
+        if code in RESTART_CODES:
+            protocol.sendCloseFrame(code=code, isReply=False)
+        else:
+            close(protocol, code)
+
+    WebSocketProtocol.serverClose = server_close
+    WebSocketProtocol.sends_restart_codes = True
 
 
 def _start_runner() -> None:

@@ -71,6 +71,13 @@ class Message(models.Model):
     }
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows (a reply's parent is the message it answers). Siblings
+    # are versions of one turn: a regenerated reply, an edited message (see chat.threads).
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    # Of a set of versions the page shows the one chosen last.
+    selected_at = models.DateTimeField(default=timezone.now)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
     image_url = models.URLField(max_length=2000, blank=True)

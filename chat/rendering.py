@@ -2,6 +2,7 @@
 
 Model output is untrusted. While a reply streams, each frame appends HTML-escaped text;
 when it completes, the persisted text is rendered as markdown and sanitized with nh3.
+The page allows no inline styles (CSP), so table alignment becomes a class.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from functools import cache
 
 import nh3
 from django.template.loader import render_to_string
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from chat.models import Message
+from chat.models import Conversation, Message
 
 ALLOWED_TAGS = {
     "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
@@ -31,9 +33,8 @@ ALLOWED_ATTRIBUTES = {
     "code": {"class"},
     "pre": {"class"},
     "span": {"class"},
-    "td": {"style"},
-    "th": {"style"},
 }
+ALIGNMENTS = {"align-left", "align-center", "align-right"}
 
 
 def _highlight(code: str, lang: str, _attrs: str) -> str:
@@ -41,16 +42,24 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
         lexer = get_lexer_by_name(lang or "text")
     except ClassNotFound:
         lexer = get_lexer_by_name("text")
-    return highlight(code, lexer, HtmlFormatter(cssclass="highlight", wrapcode=True))
+    spans = highlight(code, lexer, HtmlFormatter(nowrap=True))
+    language = escape(lexer.aliases[0] if lexer.aliases else "text")
+    # Starts with <pre, so markdown-it takes it as the whole block.
+    return f'<pre class="highlight"><code class="language-{language}">{spans}</code></pre>\n'
+
+
+def _alignment_classes(state: StateCore) -> None:
+    for token in state.tokens:
+        if token.type in {"th_open", "td_open"} and (style := token.attrs.pop("style", None)):
+            token.attrSet("class", f"align-{str(style).removeprefix('text-align:')}")
 
 
 @cache
 def _markdown() -> MarkdownIt:
-    return (
-        MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
-        .enable("table")
-        .enable("strikethrough")
-    )
+    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
+    md.enable("table").enable("strikethrough")
+    md.core.ruler.push("alignment_classes", _alignment_classes)
+    return md
 
 
 def render_markdown(text: str) -> SafeString:
@@ -61,13 +70,17 @@ def render_markdown(text: str) -> SafeString:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer",
+        tag_attribute_values={"td": {"class": ALIGNMENTS}, "th": {"class": ALIGNMENTS}},
+        set_tag_attribute_values={"a": {"target": "_blank"}},
     )
     return mark_safe(clean)
 
 
 @cache
 def pygments_css() -> str:
-    return HtmlFormatter(cssclass="highlight").get_style_defs(".highlight")
+    light = HtmlFormatter(style="default").get_style_defs(".highlight")
+    dark = HtmlFormatter(style="github-dark").get_style_defs(".highlight")
+    return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
 
 
 def message_html(message: Message, *, oob: bool = False) -> str:
@@ -77,6 +90,40 @@ def message_html(message: Message, *, oob: bool = False) -> str:
 def messages_appended(messages: Iterable[Message]) -> str:
     inner = "".join(message_html(m) for m in messages)
     return f'<div hx-swap-oob="beforeend:#messages">{inner}</div>'
+
+
+def thread_html(messages: Iterable[Message]) -> str:
+    """The whole visible path, after a version was made or chosen (see chat.threads)."""
+    inner = "".join(message_html(m) for m in messages)
+    return f'<div id="messages" hx-swap-oob="innerHTML">{inner}</div>'
+
+
+def sidebar_html(conversations: Iterable[Conversation], current: Conversation | None) -> str:
+    html = render_to_string(
+        "chat/_conversation_list.html", {"conversations": conversations, "conversation": current, "oob": True}
+    )
+    if current is not None:
+        html += format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', current)
+    return html
+
+
+def announce_html(text: str) -> str:
+    """The page's one live region: a reply's start and end, never its tokens."""
+    return format_html('<div id="announcer" hx-swap-oob="innerHTML">{}</div>', text)
+
+
+def announcement(message: Message) -> str:
+    if message.is_active:
+        return "Writing a reply…"
+    if message.status == Message.Status.COMPLETE:
+        return (
+            "The reply was cut off by the token limit."
+            if message.finish_reason == "length"
+            else "Reply complete."
+        )
+    if message.status == Message.Status.CANCELLED:
+        return "Reply stopped."
+    return f"The reply failed: {message.error}" if message.error else "The reply failed."
 
 
 def delta_html(message_id: int, text: str) -> str:
@@ -95,9 +142,10 @@ def stop_button_html(*, stopping: bool = False) -> str:
     return render_to_string("chat/_stop_button.html", {"stopping": stopping, "oob": True})
 
 
-def composer_html(error: str = "", text: str = "") -> str:
+def composer_html(error: str = "", text: str = "", image_url: str = "") -> str:
     return render_to_string(
-        "chat/_composer.html", {"client_id": new_client_id(), "error": error, "text": text, "oob": True}
+        "chat/_composer.html",
+        {"client_id": new_client_id(), "error": error, "text": text, "image_url": image_url, "oob": True},
     )
 
 

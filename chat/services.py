@@ -1,123 +1,133 @@
-"""Verb-named changes to conversations and replies; each writes, then broadcasts.
+"""Verb-named changes to messages and replies; each writes, then broadcasts.
 
 Writes are sync functions (transactions stay in sync code); the async functions the
 consumer and the runner call wrap them with ``database_sync_to_async`` and then tell the
-conversation's group, so every path of a reply changes state the same way.
+conversation's group, so every path of a reply changes state the same way. A new message
+or reply starts one path (``_start``) whether it is sent, regenerated, edited or continued.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat import threads
+from chat.checks import (
+    ChatError,
+    check_branch,
+    check_image,
+    check_message,
+    check_rate,
+    check_reply_cap,
+)
 from chat.models import Conversation, Message
-from chat.providers.config import get_providers
 
 logger = logging.getLogger(__name__)
-
-
-class ChatError(Exception):
-    """Bad input from a person: shown to them, nothing is written."""
 
 
 def conversation_group(conversation_id: int) -> str:
     return f"conversation-{conversation_id}"
 
 
-# Checks
+def user_group(user_id: int) -> str:
+    """Every page of one person, for the sidebar."""
+    return f"user-{user_id}"
 
 
-def check_message(text: str, image_url: str = "") -> tuple[str, str]:
-    text, image_url = text.strip(), image_url.strip()
-    if not text:
-        raise ChatError("Type a message first.")
-    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
-        raise ChatError(
-            f"That message is {len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,}."
-        )
-    if image_url and (urlsplit(image_url).scheme not in {"http", "https"} or not urlsplit(image_url).netloc):
-        raise ChatError("The image URL must be an http:// or https:// address.")
-    return text, image_url
-
-
-def check_rate(user_id: int) -> None:
-    """At most ``CHAT_MESSAGES_PER_MINUTE`` messages a minute per person, on every worker."""
-    since = timezone.now() - timedelta(minutes=1)
-    recent = Message.objects.filter(
-        conversation__owner_id=user_id, role=Message.Role.USER, created_at__gte=since
-    ).count()
-    if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
-        raise ChatError("You are sending messages faster than allowed; wait a minute and try again.")
-
-
-def check_model_choice(choice: str) -> tuple[str, str]:
-    provider_name, _, model = choice.partition("/")
-    provider = get_providers().get(provider_name)
-    if provider is None or provider.model(model) is None:
-        raise ChatError(f"Unknown model {choice!r}.")
-    return provider_name, model
+def first_words(text: str, limit: int = 60) -> str:
+    words = " ".join(text.split())
+    if len(words) <= limit:
+        return words
+    return (words[: limit + 1].rsplit(" ", 1)[0] or words[:limit]).rstrip(",.;:") + "…"
 
 
 # Writes
 
 
-def create_conversation(owner: AbstractBaseUser, model_choice: str = "") -> Conversation:
-    """A new conversation, or the owner's newest one if it is still empty."""
-    empty = Conversation.objects.filter(owner=owner, messages__isnull=True).first()
-    if empty:
-        return empty
-    provider, model = check_model_choice(model_choice) if model_choice else _default_model()
-    return Conversation.objects.create(owner=owner, provider=provider, model=model)
-
-
-def _default_model() -> tuple[str, str]:
-    provider = next(iter(get_providers().values()))
-    return provider.name, provider.models[0].name
-
-
-def do_update_settings(conversation: Conversation, model_choice: str, system_prompt: str) -> None:
-    conversation.provider, conversation.model = check_model_choice(model_choice)
-    conversation.system_prompt = system_prompt.strip()
-    conversation.save(update_fields=["provider", "model", "system_prompt", "updated_at"])
-
-
 def do_start_reply(
     conversation: Conversation, text: str, *, client_id: str, worker_channel: str, image_url: str = ""
 ) -> tuple[Message, Message] | None:
-    """The person's message and a pending reply; None when ``client_id`` was seen before."""
+    """The person's message after the last one shown, and a pending reply.
+
+    None when ``client_id`` was seen before; ``ChatError`` past the concurrent reply cap.
+    """
+    with transaction.atomic():
+        parent_id = threads.shape_of(conversation.pk).last
+        created = do_add_turn(
+            conversation, parent_id, text, image_url, client_id=client_id, worker_channel=worker_channel
+        )
+        if created:
+            # Conditional: a title the model or the person wrote meanwhile stays.
+            Conversation.objects.filter(pk=conversation.pk, title="").update(title=first_words(text))
+    return created
+
+
+def do_add_turn(
+    conversation: Conversation,
+    parent_id: int | None,
+    text: str,
+    image_url: str = "",
+    *,
+    client_id: str,
+    worker_channel: str,
+) -> tuple[Message, Message] | None:
     try:
         with transaction.atomic():
-            user_message = Message.objects.create(
+            message = Message.objects.create(
                 conversation=conversation,
+                parent_id=parent_id,
                 role=Message.Role.USER,
                 content=text,
                 image_url=image_url,
                 client_id=client_id,
             )
-            reply = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.PENDING,
-                provider=conversation.provider,
-                model=conversation.model,
-                worker_channel=worker_channel,
-                heartbeat_at=timezone.now(),
-            )
-            if not conversation.title:
-                conversation.title = text[:60]
-            conversation.save(update_fields=["title", "updated_at"])
+            reply = _add_reply(conversation, message.pk, worker_channel)
     except IntegrityError:
         return None
-    return user_message, reply
+    return message, reply
+
+
+def do_add_reply(
+    conversation: Conversation, parent_id: int, *, client_id: str, worker_channel: str
+) -> Message | None:
+    """A pending reply after ``parent_id``: a new version of its reply, or a continuation."""
+    try:
+        with transaction.atomic():
+            return _add_reply(conversation, parent_id, worker_channel, client_id)
+    except IntegrityError:
+        return None
+
+
+def _add_reply(
+    conversation: Conversation, parent_id: int, worker_channel: str, client_id: str = ""
+) -> Message:
+    reply = Message.objects.create(
+        conversation=conversation,
+        parent_id=parent_id,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.PENDING,
+        provider=conversation.provider,
+        model=conversation.model,
+        worker_channel=worker_channel,
+        heartbeat_at=timezone.now(),
+        client_id=client_id,
+    )
+    check_reply_cap(conversation.owner_id)
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    return reply
+
+
+def do_select_version(message: Message) -> None:
+    Message.objects.filter(pk=message.pk).update(selected_at=timezone.now())
 
 
 def do_mark_streaming(reply_id: int) -> bool:
@@ -183,6 +193,15 @@ async def notify_final(conversation_id: int, reply_id: int) -> None:
     await _group_send(conversation_id, {"type": "reply.final", "id": reply_id})
 
 
+async def notify_thread_changed(conversation_id: int) -> None:
+    """Another version was made or chosen: every page redraws the messages it shows."""
+    await _group_send(conversation_id, {"type": "chat.thread_changed"})
+
+
+async def notify_sidebar(user_id: int) -> None:
+    await get_channel_layer().group_send(user_group(user_id), {"type": "sidebar.changed"})
+
+
 # What the edges call
 
 
@@ -193,26 +212,77 @@ async def send_message(
 
     Raises ``ChatError`` for bad input; returns None for a repeated ``client_id``.
     """
+    text, image_url = check_message(text, image_url)
+    check_image(conversation, image_url)
+    write = partial(do_start_reply, conversation, text, client_id=client_id, image_url=image_url)
+    return await _start(conversation, write, append=True)
+
+
+async def regenerate_reply(
+    conversation: Conversation, reply_id: int, *, client_id: str = ""
+) -> Message | None:
+    """A new version of a reply (Regenerate, and Retry after a failure); the others are kept."""
+    reply = await database_sync_to_async(check_branch)(conversation, reply_id, Message.Role.ASSISTANT)
+    if reply.parent_id is None:
+        raise ChatError("That reply answers no message, so it cannot be written again.")
+    return await _start(
+        conversation, partial(do_add_reply, conversation, reply.parent_id, client_id=client_id)
+    )
+
+
+async def continue_reply(conversation: Conversation, reply_id: int, *, client_id: str = "") -> Message | None:
+    """A reply that goes on from one the token limit cut off."""
+    reply = await database_sync_to_async(check_branch)(conversation, reply_id, Message.Role.ASSISTANT)
+    if reply.finish_reason != "length":
+        raise ChatError("Only a reply cut off by the token limit can be continued.")
+    return await _start(conversation, partial(do_add_reply, conversation, reply.pk, client_id=client_id))
+
+
+async def edit_and_resend(
+    conversation: Conversation, message_id: int, text: str, *, client_id: str = ""
+) -> Message | None:
+    """A new version of the person's message, answered afresh.
+
+    What followed the old version stays on its branch, one click away.
+    """
+    text, _ = check_message(text)
+    original = await database_sync_to_async(check_branch)(conversation, message_id, Message.Role.USER)
+    write = partial(
+        do_add_turn, conversation, original.parent_id, text, original.image_url, client_id=client_id
+    )
+    return await _start(conversation, write)
+
+
+async def _start(
+    conversation: Conversation, write: Callable[..., Any], *, append: bool = False
+) -> Message | None:
+    """Run ``write(worker_channel=...)``, start the reply it made here, and show it.
+
+    A new turn at the end is appended to the pages; anything else redraws them.
+    """
     from chat.budgets import acheck_budget
     from chat.generation import get_runner
 
-    text, image_url = check_message(text, image_url)
     await acheck_budget(conversation.owner_id)
     await database_sync_to_async(check_rate)(conversation.owner_id)
     runner = get_runner()
-    created = await database_sync_to_async(do_start_reply)(
-        conversation,
-        text,
-        client_id=client_id,
-        worker_channel=await runner.channel_name(),
-        image_url=image_url,
-    )
+    created = await database_sync_to_async(write)(worker_channel=await runner.channel_name())
     if created is None:
         return None
-    user_message, reply = created
+    reply = created[-1] if isinstance(created, tuple) else created
     runner.launch(reply)
-    await notify_messages_added(conversation.pk, user_message, reply)
+    if append:
+        await notify_messages_added(conversation.pk, *created)
+    else:
+        await notify_thread_changed(conversation.pk)
+    await notify_sidebar(conversation.owner_id)
     return reply
+
+
+async def select_version(conversation: Conversation, message_id: int) -> None:
+    message = await database_sync_to_async(check_branch)(conversation, message_id)
+    await database_sync_to_async(do_select_version)(message)
+    await notify_thread_changed(conversation.pk)
 
 
 async def stop_reply(reply: Message) -> None:

@@ -10,19 +10,21 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from chat import rendering, services
+from chat import conversations, rendering, services, threads
 from chat.models import Conversation, Message
-from chat.providers.config import choices
+from chat.providers import accepts_images
+from chat.providers.config import choices, get_providers
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    conversation = request.user.conversations.first() or services.create_conversation(request.user)
+    conversation = request.user.conversations.first() or conversations.create_conversation(request.user)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
-    conversation = services.create_conversation(request.user)
+    conversation = conversations.create_conversation(request.user)
+    async_to_sync(services.notify_sidebar)(request.user.pk)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
@@ -36,8 +38,9 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "chat/conversation.html",
         {
             "conversation": conversation,
-            "conversations": request.user.conversations.all()[:100],
-            "chat_messages": conversation.messages.all(),
+            "conversations": conversations.recent(request.user.pk),
+            "chat_messages": threads.visible_path(conversation.pk),
+            "accepts_images": model_accepts_images(conversation),
             "model_choices": choices(),
             "client_id": rendering.new_client_id(),
         },
@@ -48,12 +51,43 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
     try:
-        services.do_update_settings(
+        conversations.do_update_settings(
             conversation, request.POST.get("model", ""), request.POST.get("system_prompt", "")
         )
     except services.ChatError as exc:
         flash.error(request, str(exc))
     return redirect("chat:conversation", pk=conversation.pk)
+
+
+@require_POST
+def rename_conversation(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
+    try:
+        conversations.do_rename_conversation(conversation, request.POST.get("title", ""))
+    except services.ChatError as exc:
+        flash.error(request, str(exc))
+    else:
+        async_to_sync(services.notify_sidebar)(request.user.pk)
+    return redirect("chat:conversation", pk=conversation.pk)
+
+
+@require_POST
+def delete_conversation(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
+    running = conversations.do_delete_conversation(conversation)
+    async_to_sync(conversations.notify_deleted)(request.user.pk, running)
+    return redirect("chat:home")
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "")
+    hits = conversations.search(request.user.pk, query)
+    return render(request, "chat/_search_results.html", {"hits": hits, "query": query.strip()})
+
+
+def model_accepts_images(conversation: Conversation) -> bool:
+    provider = get_providers().get(conversation.provider)
+    return provider is not None and accepts_images(provider.dialect)
 
 
 @require_POST

@@ -136,7 +136,9 @@ if REDIS_URL := env_str("REDIS_URL"):
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # Reads wait longer than channels_redis's 5 s blocking pop: redis-py 8
+                # times out reads after 5 s by default (redis-py #4091).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
                 "capacity": env_int("CHANNEL_CAPACITY", 1000),
                 "expiry": 60,
                 # Keys start with this: deployments (or test runs) sharing one Redis

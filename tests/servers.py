@@ -56,6 +56,13 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
+def is_title_request(record: dict[str, Any]) -> bool:
+    # After a conversation's first reply the app asks the model for a title (chat.titles).
+    from chat.titles import TITLE_INSTRUCTION
+
+    return TITLE_INSTRUCTION in json.dumps(record["body"])
+
+
 @dataclass
 class SimulatorProcess:
     url: str
@@ -69,7 +76,11 @@ class SimulatorProcess:
             return json.loads(response.read())
 
     def requests(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/_sim/requests")
+        """The requests for replies, oldest first; the app's title requests are left out."""
+        return [r for r in self._call("GET", "/_sim/requests") if not is_title_request(r)]
+
+    def title_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self._call("GET", "/_sim/requests") if is_title_request(r)]
 
     def reset(self) -> None:
         self._call("POST", "/_sim/reset")

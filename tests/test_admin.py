@@ -217,3 +217,18 @@ def test_the_list_costs_the_same_queries_for_one_row_or_twenty(admin_client, ali
     for n in range(19):
         make_exchange(make_conversation(make_user(f"user{n}"), f"Chat {n}"), "Hi", "Hello")
     assert queries() == one
+
+
+def test_the_transcript_shows_every_version_and_which_branch_the_chat_shows(admin_client, alice: User) -> None:
+    conversation = make_conversation(alice, "Drafts")
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content="A haiku?")
+    for text in ["First draft", "Second draft"]:
+        Message.objects.create(
+            conversation=conversation, role=Message.Role.ASSISTANT, content=text, parent=question
+        )
+
+    html = admin_client.get(transcript_url(conversation)).content.decode()
+    first, second = html.index("First draft"), html.index("Second draft")
+    assert html.index("version 1 of 2") < first < html.index("version 2 of 2") < second
+    assert html.count("another branch") == 1
+    assert html.index("another branch") < first

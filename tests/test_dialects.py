@@ -245,6 +245,12 @@ def test_a_chunk_that_is_not_an_object_is_an_error(dialect: str) -> None:
         feed(DIALECTS[dialect].Parser(), "[1, 2]")
 
 
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_json_nested_too_deeply_to_read_is_an_upstream_error(dialect: str) -> None:
+    with pytest.raises(UpstreamError, match="not valid JSON"):
+        feed(DIALECTS[dialect].Parser(), "[" * 100_000 + "]" * 100_000)
+
+
 def test_nonsense_token_counts_are_unknown_rather_than_stored() -> None:
     usage = {"prompt_tokens": "12", "completion_tokens": -3}
     assert feed(openai_chat.Parser(), {"choices": [], "usage": usage}) == [Usage(None, None)]

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
+from chat.models import Message
+from chat.rendering import new_client_id as _new_client_id
 from chat.rendering import render_markdown
 
 register = template.Library()
@@ -11,3 +13,24 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> SafeString:
     return render_markdown(text)
+
+
+@register.filter
+def seconds(milliseconds: int) -> str:
+    value = milliseconds / 1000
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+
+
+@register.filter
+def tokens_per_second(message: Message) -> str:
+    """Output tokens over the time spent writing them (after the first token); "" if unknown."""
+    if not message.output_tokens or message.duration_ms is None:
+        return ""
+    writing_ms = message.duration_ms - (message.time_to_first_token_ms or 0)
+    return f"{message.output_tokens * 1000 / writing_ms:.0f}" if writing_ms > 0 else ""
+
+
+@register.simple_tag
+def new_client_id() -> str:
+    """A fresh idempotency key for a button: pressing it twice makes one version."""
+    return _new_client_id()

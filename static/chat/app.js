@@ -1,26 +1,160 @@
-// Only what htmx cannot do: keys, and following the stream while at the bottom.
+// Only what htmx cannot do: keys, the clipboard, dialogs, focus, and following the stream.
+// No inline handlers anywhere (the CSP forbids them): everything is delegated from here.
+"use strict";
+
+const byId = (id) => document.getElementById(id);
+
+function focusMessageBox() {
+  const box = byId("message-input");
+  if (box) box.focus();
+}
+
+// Keys: Enter sends, Shift+Enter is a new line, Escape closes an edit or stops the reply.
 document.addEventListener("keydown", (event) => {
+  const target = event.target instanceof Element ? event.target : document.body;
   if (event.key === "Escape") {
-    const stop = document.getElementById("stop-button");
-    if (stop && !stop.disabled && stop.offsetParent !== null) stop.click();
+    const editor = target.closest("details.edit[open]");
+    if (editor) {
+      editor.open = false;
+      editor.querySelector("summary").focus();
+      return;
+    }
+    if (target.closest("dialog")) return; // the browser closes the dialog
+    const stop = byId("stop-button");
+    if (stop && !stop.disabled && stop.offsetParent !== null) {
+      stop.click();
+      focusMessageBox();
+    }
     return;
   }
-  const box = event.target;
-  if (box.id === "message-input" && event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && target.matches("textarea[data-enter-sends]")) {
     event.preventDefault();
-    box.form.requestSubmit();
+    target.form.requestSubmit();
   }
 });
 
-let following = true;
-document.addEventListener("scroll", (event) => {
-  const list = event.target;
-  if (list.id === "messages") {
-    following = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+// The clipboard. Copy buttons of code blocks are added here because only script can copy.
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "visually-hidden";
+  document.body.append(area);
+  area.select();
+  document.execCommand("copy");
+  area.remove();
+}
+
+function showCopied(button) {
+  button.classList.add("copied");
+  if (!button.classList.contains("copy-code")) button.textContent = "Copied";
+  setTimeout(() => {
+    button.classList.remove("copied");
+    if (!button.classList.contains("copy-code")) button.textContent = "Copy";
+  }, 1500);
+}
+
+function addCodeCopyButtons(root) {
+  root.querySelectorAll(".markdown pre").forEach((pre) => {
+    if (pre.parentElement.classList.contains("code-block")) return;
+    const wrapper = document.createElement("div");
+    wrapper.className = "code-block";
+    pre.replaceWith(wrapper);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy-code";
+    // The label is drawn by CSS, so copying a whole reply does not copy the word "Copy".
+    button.setAttribute("aria-label", "Copy code");
+    wrapper.append(button, pre);
+  });
+}
+
+htmx.onLoad((element) => {
+  if (element instanceof Element) addCodeCopyButtons(element);
+});
+
+// Which element gets focus back once the page's own action has redrawn what held it.
+let refocusPending = false;
+
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button") : null;
+  if (!button) return;
+  if (button.classList.contains("copy-code")) {
+    await copyText(button.parentElement.querySelector("pre").innerText);
+    showCopied(button);
+  } else if (button.dataset.copy) {
+    await copyText(byId(button.dataset.copy).innerText.trim());
+    showCopied(button);
+  } else if (button.dataset.opens) {
+    byId(button.dataset.opens).showModal();
+  } else if (button.hasAttribute("data-close-edit")) {
+    const editor = button.closest("details.edit");
+    editor.open = false;
+    editor.querySelector("summary").focus();
+  } else if (button.id === "jump-latest") {
+    following = true;
+    scrollToLatest();
+    focusMessageBox();
+  } else if (button.classList.contains("sidebar-toggle")) {
+    const open = document.body.classList.toggle("sidebar-open");
+    button.setAttribute("aria-expanded", String(open));
+  } else if (button.hasAttribute("ws-send")) {
+    refocusPending = true;
+  }
+});
+
+document.addEventListener("submit", (event) => {
+  if (event.target instanceof Element && event.target.hasAttribute("ws-send")) refocusPending = true;
+});
+
+document.addEventListener("toggle", (event) => {
+  const editor = event.target;
+  if (editor instanceof HTMLDetailsElement && editor.classList.contains("edit") && editor.open) {
+    const box = editor.querySelector("textarea");
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
   }
 }, true);
 
+// Following the stream: stay at the bottom unless the person scrolled up, and then offer
+// a way back. Only a move up stops following, since growing text also fires scroll events.
+let following = true;
+let lastTop = 0;
+
+function atBottom(list) {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+}
+
+function scrollToLatest() {
+  const list = byId("messages");
+  if (list) list.scrollTop = list.scrollHeight;
+}
+
+function updateJump() {
+  const jump = byId("jump-latest");
+  if (jump) jump.hidden = following;
+}
+
+document.addEventListener("scroll", (event) => {
+  const list = event.target;
+  if (!(list instanceof Element) || list.id !== "messages") return;
+  if (atBottom(list)) following = true;
+  else if (list.scrollTop < lastTop) following = false;
+  lastTop = list.scrollTop;
+  updateJump();
+}, true);
+
 document.addEventListener("htmx:wsAfterMessage", () => {
-  const list = document.getElementById("messages");
-  if (list && following) list.scrollTop = list.scrollHeight;
+  if (following) scrollToLatest();
+  updateJump();
+  if (refocusPending && (document.activeElement === document.body || document.activeElement === null)) {
+    refocusPending = false;
+    focusMessageBox();
+  }
 });
+
+document.addEventListener("DOMContentLoaded", scrollToLatest);

@@ -1,0 +1,86 @@
+"""Checks before a write: each raises ``ChatError`` with words for the person, or passes.
+
+The sync ones read the database; call them from sync code or through
+``database_sync_to_async``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from chat.models import Conversation, Message
+from chat.providers import accepts_images
+from chat.providers.config import get_providers
+
+
+class ChatError(Exception):
+    """Bad input from a person: shown to them, nothing is written."""
+
+
+def check_message(text: str, image_url: str = "") -> tuple[str, str]:
+    text, image_url = text.strip(), image_url.strip()
+    if not text:
+        raise ChatError("Type a message first.")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatError(
+            f"That message is {len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,}."
+        )
+    if image_url and (urlsplit(image_url).scheme not in {"http", "https"} or not urlsplit(image_url).netloc):
+        raise ChatError("The image URL must be an http:// or https:// address.")
+    return text, image_url
+
+
+def check_image(conversation: Conversation, image_url: str) -> None:
+    provider = get_providers().get(conversation.provider)
+    if image_url and provider and not accepts_images(provider.dialect):
+        raise ChatError(
+            f"{conversation.model} cannot take an image: remove the image URL or pick another model."
+        )
+
+
+def check_rate(user_id: int) -> None:
+    """At most ``CHAT_MESSAGES_PER_MINUTE`` messages a minute per person, on every worker."""
+    since = timezone.now() - timedelta(minutes=1)
+    recent = Message.objects.filter(
+        conversation__owner_id=user_id, role=Message.Role.USER, created_at__gte=since
+    ).count()
+    if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
+        raise ChatError("You are sending messages faster than allowed; wait a minute and try again.")
+
+
+def check_reply_cap(owner_id: int) -> None:
+    """At most ``CHAT_MAX_CONCURRENT_REPLIES`` replies of one person at once.
+
+    Call inside the transaction that has just added a reply, so it counts itself.
+    """
+    limit = getattr(settings, "CHAT_MAX_CONCURRENT_REPLIES", 3)
+    # Locking the person's row makes two workers take turns here (SQLite writes one at a time).
+    list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
+    if Message.objects.active().filter(conversation__owner_id=owner_id).count() > limit:
+        raise ChatError(
+            f"You already have {limit} replies being written, the most at once. "
+            "Wait for one to finish, or stop one, then try again."
+        )
+
+
+def check_branch(conversation: Conversation, message_id: int, role: str = "") -> Message:
+    """The message a new version is made from or chosen; refused while a reply here runs."""
+    message = Message.objects.filter(pk=message_id, conversation=conversation).first()
+    if message is None or (role and message.role != role):
+        raise ChatError("That message is not in this conversation.")
+    if Message.objects.active().filter(conversation=conversation).exists():
+        raise ChatError("A reply is still being written here: wait for it, or press Stop, first.")
+    return message
+
+
+def check_model_choice(choice: str) -> tuple[str, str]:
+    provider_name, _, model = choice.partition("/")
+    provider = get_providers().get(provider_name)
+    if provider is None or provider.model(model) is None:
+        raise ChatError(f"Unknown model {choice!r}.")
+    return provider_name, model

@@ -1,0 +1,89 @@
+"""Conversation titles: the first words at once, then one the model writes after its first reply.
+
+The model is asked with a short request of its own (the first message and an
+instruction, read only up to the first line); if that fails or is slow, the first words
+stay. A title the person set is never replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from channels.db import database_sync_to_async
+
+from chat import services
+from chat.models import Conversation, Message
+from chat.providers.base import Turn
+from chat.providers.config import Provider, get_providers
+from chat.providers.events import TextDelta
+from chat.services import first_words
+from chat.upstream import stream_events
+
+logger = logging.getLogger(__name__)
+
+TITLE_INSTRUCTION = (
+    "Write a title of at most six words for a conversation that begins with the next message. "
+    "Reply with the title only, on one line, without quotes."
+)
+TITLE_TIMEOUT = 8.0
+# Enough for a title; the rest of a long answer is never read.
+MAX_READ = 300
+
+
+def clean_title(text: str) -> str:
+    """The first line of what the model wrote, without markdown, quotes or a ``Title:`` label."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    line = line.strip().lstrip("#>*-_ ").strip()
+    line = line.removeprefix("Title:").removeprefix("title:").strip()
+    line = line.strip("\"'“”‘’*_`").strip().rstrip(".")
+    return first_words(line)
+
+
+def first_exchange(reply_id: int) -> tuple[Conversation, Message] | None:
+    """The conversation and its first message, if ``reply`` answers it and no title was set."""
+    reply = Message.objects.select_related("conversation", "parent").filter(pk=reply_id).first()
+    if reply is None or reply.parent is None or reply.parent.parent_id is not None:
+        return None
+    if reply.conversation.title != first_words(reply.parent.content):
+        return None
+    return reply.conversation, reply.parent
+
+
+def do_set_title(conversation_id: int, expected: str, title: str) -> bool:
+    # Conditional, so a rename made while the model was asked wins.
+    return bool(Conversation.objects.filter(pk=conversation_id, title=expected).update(title=title))
+
+
+async def ask_for_title(provider: Provider, model: str, message: str) -> str:
+    text = ""
+    events = stream_events(provider, model, [Turn("user", message)], TITLE_INSTRUCTION)
+    # aclosing: leaving early closes the upstream request at once.
+    async with contextlib.aclosing(events):
+        async for event in events:
+            if isinstance(event, TextDelta):
+                text += event.text
+                if "\n" in text.strip() or len(text) > MAX_READ:
+                    break
+    return text
+
+
+async def name_conversation(reply_id: int) -> None:
+    """After the first reply of a conversation completes: a title by its model, broadcast."""
+    found = await database_sync_to_async(first_exchange)(reply_id)
+    if found is None:
+        return
+    conversation, message = found
+    provider = get_providers().get(conversation.provider)
+    if provider is None:
+        return
+    try:
+        async with asyncio.timeout(TITLE_TIMEOUT):
+            title = clean_title(await ask_for_title(provider, conversation.model, message.content))
+    except Exception as exc:
+        # The first words are a fine title; a failed title request is no one's problem.
+        logger.info("no title for conversation %s: %r", conversation.pk, exc)
+        return
+    if title and await database_sync_to_async(do_set_title)(conversation.pk, conversation.title, title):
+        await services.notify_sidebar(conversation.owner_id)

@@ -1,0 +1,44 @@
+"""The relay benchmark in small (K=2, short replies, one worker), so `make bench` cannot rot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.run import Options, run_benchmark
+
+PHASE_FIELDS = [
+    "ttft_added_ms",
+    "floor_ttft_added_ms",
+    "token_latency_ms",
+    "floor_token_latency_ms",
+    "token_latency_ratio",
+    "stop_latency_ms",
+    "floor_stop_latency_ms",
+    "bytes_per_char",
+    "db_writes_per_reply",
+    "cpu_seconds_per_1k_tokens",
+    "memory_per_reply_kib",
+    "integrity_mismatches",
+]
+
+
+def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
+    options = Options(
+        ks=[2], configs=["1w"], tokens=40, long_chars=[], min_replies=2, stop_every=2,
+        profile_k=0, probe=False, out=tmp_path, log=lambda *_: None,
+    )  # fmt: skip
+    result = run_benchmark(options)
+
+    saved = json.loads((tmp_path / "latest.json").read_text())
+    assert saved["configs"][0]["name"] == "1w"
+    [phase] = saved["configs"][0]["phases"]
+    assert all(phase.get(name) is not None for name in PHASE_FIELDS), phase
+    assert phase["integrity_mismatches"] == 0, phase["mismatch_examples"]
+    assert phase["floor_integrity_mismatches"] == 0, phase["mismatch_examples"]
+    assert phase["completed"] == 1 and phase["stopped"] == 1
+    assert phase["token_latency_ms"]["n"] > 0 and phase["floor_token_latency_ms"]["n"] > 0
+    assert phase["stop_latency_ms"]["n"] == 1
+    assert len(result["targets"]) == 6
+    assert (tmp_path / "latest.md").read_text().startswith("Run of")
+    assert (tmp_path / "latency.png").stat().st_size > 0
