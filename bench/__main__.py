@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument(
-        "--publish", action="store_true", help="put the table and plot into docs/benchmark.md"
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="put the table into docs/benchmark.md and the plot into docs/bench-latency.png",
     )
     args = parser.parse_args(argv)
     options = Options(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import random
 import resource
 import shutil
@@ -23,8 +24,8 @@ from typing import Any
 from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, open_ws
 from bench.metrics import Costs, floor_tally, phase_result, relay_tally
-from bench.stack import Config, Worker, cpu_seconds, dbprep, stop_workers
-from tests.servers import PASSWORD, SimulatorProcess
+from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, stop_workers
+from tests.servers import PASSWORD
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Spec:
 @dataclass
 class Phase:
     config: Config
-    sim: SimulatorProcess
+    sim: Simulator
     tps: float
     log_dir: Path
     profile_to: Path | None = None
@@ -181,6 +182,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     relay, extra = relay_tally(relay_runs, relay_records, db, phase.tps)
     floor = floor_tally(floor_runs, floor_records, phase.tps)
     result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["per_reply"] = _per_reply(relay_runs)
     return result
 
@@ -222,7 +224,7 @@ def _start_profiler(worker: Worker, output: Path | None) -> subprocess.Popen | N
     output.parent.mkdir(parents=True, exist_ok=True)
     beside = Path(sys.executable).parent / "py-spy"
     py_spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", "100", "--nonblocking",
+    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", "100", "--nonblocking", "--gil",
                "--format", "raw", "--output", str(output)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -193,11 +193,41 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+# The stage of the relay a sample's own (leaf) frame serves, by the path py-spy shows
+# (relative to sys.path, so "django/db/..." or "asyncio/...").
+STAGES = [
+    ("upstream: read and parse the SSE stream",
+     ("httpx/", "httpcore/", "h11/", "httpx_sse/", "anyio/", "sniffio/", "json/", "chat/providers/",
+      "chat/upstream")),
+    ("database: ORM, driver, connections",
+     ("django/db/", "sqlite3/", "psycopg/", "psycopg_pool/", "channels/db.py")),
+    ("HTML: templates, markdown, sanitizing",
+     ("django/template/", "django/templatetags/", "django/utils/html", "django/utils/safestring",
+      "markdown_it/", "pygments/", "nh3", "chat/rendering", "chat/templatetags/")),
+    ("browser side: channel layer, consumer, websocket",
+     ("channels/", "channels_redis/", "daphne/", "autobahn/", "twisted/", "txaio/", "msgpack/", "redis/")),
+    ("event loop and threads",
+     ("asyncio/", "selectors.py", "threading.py", "concurrent/", "asgiref/", "queue.py")),
+    ("the app's own code", ("chat/",)),
+]  # fmt: skip
+
+
+def _where(frame: str) -> str:
+    match = re.search(r"\(([^()]*?)(?::\d+)?\)$", frame)
+    return match.group(1) if match else frame
+
+
+def _stage(frame: str) -> str:
+    path = _where(frame)
+    return next((stage for stage, prefixes in STAGES if path.startswith(prefixes)), "other")
+
+
 def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
-    """py-spy's raw stacks as the functions and libraries that take the worker's time."""
+    """py-spy's raw stacks as the stages, functions and libraries that take the worker's time."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     libraries: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -210,6 +240,7 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
             inclusive[name] += n
         own[names[-1]] += n
         libraries[_library(frames[-1])] += n
+        stages[_stage(frames[-1])] += n
 
     def shares(counter: Counter[str]) -> list[list[Any]]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)] if total else []
@@ -217,6 +248,7 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
     return {
         "samples": total,
         "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
+        "stage_percent": shares(stages),
         "self_percent": shares(own),
         "inclusive_percent": shares(inclusive),
         "library_self_percent": shares(libraries),
@@ -224,13 +256,7 @@ def profile_summary(path: Path, top: int = 15) -> dict[str, Any]:
 
 
 def _library(frame: str) -> str:
-    match = re.search(r"\((.*?)(?::\d+)?\)$", frame)
-    where = match.group(1) if match else frame
-    if "site-packages/" in where:
-        return where.split("site-packages/")[1].split("/")[0]
-    if "/python3." in where:
-        return "stdlib:" + where.rsplit("/python3.", 1)[1].split("/", 1)[-1].split("/")[0].removesuffix(".py")
-    return where.rsplit("/", 2)[-2] + "/" if "/" in where else where
+    return _where(frame).split("/")[0].removesuffix(".py")
 
 
 def write(result: dict[str, Any], out: Path, *, with_plot: bool = True, publish: bool = False) -> None:

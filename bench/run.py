@@ -14,8 +14,8 @@ from bench import report
 from bench.analysis import token_ends
 from bench.clients import log_in
 from bench.phase import Phase, Spec, prompt, run_phase, schedule
-from bench.stack import Config, configs, scaleout_available, stop_workers
-from tests.servers import PASSWORD, ROOT, start_simulator
+from bench.stack import Config, configs, scaleout_available, start_simulator, stop_workers
+from tests.servers import PASSWORD, ROOT
 
 RESULTS = ROOT / "bench" / "results"
 

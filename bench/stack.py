@@ -8,11 +8,14 @@ configuration. Process CPU and memory come from /proc.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,38 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+@dataclass
+class Simulator:
+    """The simulator in its own process; what it recorded of every request, title ones too."""
+
+    url: str
+    process: subprocess.Popen
+
+    def _call(self, method: str, path: str) -> Any:
+        data = b"" if method == "POST" else None
+        request = urllib.request.Request(f"{self.url}{path}", method=method, data=data)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return json.loads(response.read())
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/_sim/requests")
+
+    def reset(self) -> None:
+        self._call("POST", "/_sim/reset")
+
+
+@contextlib.contextmanager
+def start_simulator(tps: float) -> Iterator[Simulator]:
+    port = free_port()
+    command = [sys.executable, "-m", "chat.simulator", "--port", str(port), "--tps", f"{tps:g}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield Simulator(f"http://127.0.0.1:{port}", process)
+    finally:
+        stop_process(process)
 
 
 @dataclass

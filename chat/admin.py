@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -24,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat import audit, exports, threads
-from chat.admin_extra import ModelFilter, StatusFilter
+from chat.admin_extra import LastActivityFilter, ModelFilter, StatusFilter
 from chat.budgets import TOKENS, dollars
 from chat.dashboard import UsageRangeForm, build_dashboard
 from chat.models import Conversation, Message, TranscriptAccess
@@ -34,7 +35,8 @@ def _per_conversation(aggregate: Any, **filters: Any) -> Subquery:
     """An aggregate over one conversation's messages, as a correlated subquery.
 
     Subqueries rather than a join with GROUP BY: they stay correct when a filter or a
-    search joins the messages again, and the database computes them for one page only.
+    search joins the messages again, and when an index serves the list's ordering the
+    database computes them for the rows of one page only.
     """
     messages = Message.objects.filter(conversation=OuterRef("pk"), **filters).order_by()
     return Subquery(messages.values("conversation").annotate(value=aggregate).values("value"))
@@ -85,11 +87,18 @@ class ConversationAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_select_related = ["owner"]
-    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), ModelFilter, StatusFilter, "updated_at"]
+    list_filter = [
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ModelFilter,
+        StatusFilter,
+        ("updated_at", LastActivityFilter),
+    ]
     search_fields = ["title", "owner__username"]
     search_help_text = "Titles and usernames; message text too with the transcript permission."
     # Counting every conversation again for "(N total)" is a second full count per page.
     show_full_result_count = False
+    # Counts beside every filter choice would cost a full pass over the table per choice.
+    show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
     fields = ["owner", "title", "provider", "model", "created_at", "updated_at", "messages", "tokens", "cost"]
     actions = ["export_json", "export_markdown", "export_csv"]
@@ -103,7 +112,9 @@ class ConversationAdmin(admin.ModelAdmin):
         return self.list_display
 
     def get_readonly_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
-        return [*self.fields, "transcript"]
+        if audit.can_read_transcripts(request.user):
+            return [*self.fields, "transcript"]
+        return self.fields
 
     def get_fields(self, request: HttpRequest, obj: Conversation | None = None) -> list[str]:
         return self.get_readonly_fields(request, obj)
@@ -155,6 +166,10 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="last reply", ordering="last_status")
     def last_reply(self, conversation: Conversation) -> str:
         return conversation.last_status or "-"
+
+    @admin.display(description="last activity", ordering="updated_at")
+    def last_activity(self, conversation: Conversation) -> datetime:
+        return conversation.updated_at
 
     @admin.display(description="transcript")
     def transcript(self, conversation: Conversation) -> str:

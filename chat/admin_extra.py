@@ -49,6 +49,12 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(last_status=self.value()) if self.value() else queryset
 
 
+class LastActivityFilter(admin.DateFieldListFilter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "last activity"
+
+
 def _age(since: Any) -> str:
     seconds = int((timezone.now() - since).total_seconds())
     return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60} s"

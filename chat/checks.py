@@ -62,8 +62,9 @@ def check_reply_cap(owner_id: int) -> None:
     # Locking the person's row makes two workers take turns here (SQLite writes one at a time).
     list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
     if Message.objects.active().filter(conversation__owner_id=owner_id).count() > limit:
+        replies = "reply" if limit == 1 else "replies"
         raise ChatError(
-            f"You already have {limit} replies being written, the most at once. "
+            f"You already have {limit} {replies} being written, the most allowed at once. "
             "Wait for one to finish, or stop one, then try again."
         )
 

@@ -16,6 +16,7 @@ import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import conversations, rendering, services, threads
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 256 * 1024
 # A snapshot not back by then was dropped (at-most-once delivery): the next frame asks again.
 SNAPSHOT_PATIENCE = 2.0
+# A followed reply silent for this long is looked up: its final frame may have been dropped.
+QUIET_AFTER = 5.0
 # Frames that make or choose a version of a message; each names the message by "id".
 VERSION_ACTIONS = {"regenerate", "retry", "continue", "edit", "select"}
 
@@ -77,17 +80,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.offsets: dict[int, int | None] = {}
         self.workers: dict[int, str] = {}
         self.snapshot_asked: dict[int, float] = {}
+        self.heard: dict[int, float] = {}
         self.user_group = services.user_group(user.pk)
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         _open_consumers.add(self)
+        self.watchdog = asyncio.create_task(self._look_up_quiet_replies())
         for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
             await self._resync(reply)
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)
+        if hasattr(self, "watchdog"):
+            self.watchdog.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
@@ -97,6 +104,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         Runs outside this consumer's own task, which daphne cancels on shutdown.
         """
+        self.watchdog.cancel()
         ended = [m for m in await database_sync_to_async(get_messages)(list(self.offsets)) if not m.is_active]
         if ended:
             await self.send(
@@ -179,10 +187,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.offsets[reply.pk] = None
         self.workers[reply.pk] = reply.worker_channel
         self.snapshot_asked[reply.pk] = time.monotonic()
-        await self.channel_layer.send(
-            reply.worker_channel,
-            {"type": "reply.snapshot", "id": reply.pk, "reply_to": self.channel_name},
-        )
+        try:
+            await self.channel_layer.send(
+                reply.worker_channel,
+                {"type": "reply.snapshot", "id": reply.pk, "reply_to": self.channel_name},
+            )
+        except ChannelFull:
+            # Lost like a dropped frame: the first frame after SNAPSHOT_PATIENCE asks again.
+            logger.warning("the channel of reply %s is full; its snapshot is asked for later", reply.pk)
+
+    async def _look_up_quiet_replies(self) -> None:
+        """End on the page each followed reply whose final frame the channel layer dropped."""
+        while True:
+            await asyncio.sleep(QUIET_AFTER)
+            now = time.monotonic()
+            quiet = [i for i in self.offsets if now - self.heard.setdefault(i, now) >= QUIET_AFTER]
+            if not quiet:
+                continue
+            try:
+                for message in await database_sync_to_async(get_messages)(quiet):
+                    self.heard[message.pk] = now
+                    if not message.is_active:
+                        await self.reply_final({"id": message.pk})
+            except Exception:
+                logger.exception("looking up quiet replies failed")
 
     # Group events
 
@@ -211,6 +239,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def reply_delta(self, event: dict[str, Any]) -> None:
         reply_id, offset, text = event["id"], event["offset"], event["text"]
+        self.heard[reply_id] = time.monotonic()
         have = self.offsets.get(reply_id, -1)
         if have is None:
             if time.monotonic() - self.snapshot_asked[reply_id] < SNAPSHOT_PATIENCE:
@@ -227,6 +256,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(rendering.delta_html(reply_id, fresh))
 
     async def reply_snapshot(self, event: dict[str, Any]) -> None:
+        self.heard[event["id"]] = time.monotonic()
         have = self.offsets.get(event["id"], -1)
         # A late answer to an earlier request may hold less than the page has.
         if have is None or (have != -1 and len(event["text"]) >= have):
@@ -242,6 +272,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def reply_final(self, event: dict[str, Any]) -> None:
         self.offsets.pop(event["id"], None)
         self.snapshot_asked.pop(event["id"], None)
+        self.heard.pop(event["id"], None)
         messages = await database_sync_to_async(get_messages)([event["id"]])
         if messages:
             await self.send(

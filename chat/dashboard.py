@@ -82,7 +82,10 @@ def per_user(replies: QuerySet[Message]) -> list[dict[str, Any]]:
 def per_model(replies: QuerySet[Message]) -> list[dict[str, Any]]:
     rows = list(
         _totals(
-            replies.annotate(choice=Concat(F("provider"), Value("/"), F("model"))), "choice", "provider", "model"
+            replies.annotate(choice=Concat(F("provider"), Value("/"), F("model"))),
+            "choice",
+            "provider",
+            "model",
         )
         .annotate(
             errors=Count("pk", filter=Q(status=Message.Status.ERROR)),

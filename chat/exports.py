@@ -21,8 +21,8 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 
 MESSAGE_FIELDS = [
-    "id", "parent_id", "role", "content", "image_url", "status", "provider", "model", "finish_reason", "error",
-    "input_tokens", "output_tokens", "tokens_estimated", "cost", "time_to_first_token_ms",
+    "id", "parent_id", "role", "content", "image_url", "status", "provider", "model", "finish_reason",
+    "error", "input_tokens", "output_tokens", "tokens_estimated", "cost", "time_to_first_token_ms",
     "duration_ms", "retries", "created_at",
 ]  # fmt: skip
 CSV_CONVERSATION_FIELDS = ["conversation_id", "conversation_title", "owner"]

@@ -82,6 +82,10 @@ def test_staff_without_the_transcript_permission_cannot_read_a_transcript(
     client.force_login(make_user("clerk", staff=True, perms=("chat.view_conversation",)))
     assert client.get(CHANGELIST).status_code == 200
     assert b"Read transcript" not in client.get(CHANGELIST).content
+    assert (
+        b"Read transcript"
+        not in client.get(reverse("admin:chat_conversation_change", args=[tides.pk])).content
+    )
     assert client.get(transcript_url(tides)).status_code == 403
     assert not TranscriptAccess.objects.exists()
 
@@ -219,7 +223,9 @@ def test_the_list_costs_the_same_queries_for_one_row_or_twenty(admin_client, ali
     assert queries() == one
 
 
-def test_the_transcript_shows_every_version_and_which_branch_the_chat_shows(admin_client, alice: User) -> None:
+def test_the_transcript_shows_every_version_and_which_branch_the_chat_shows(
+    admin_client, alice: User
+) -> None:
     conversation = make_conversation(alice, "Drafts")
     question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content="A haiku?")
     for text in ["First draft", "Second draft"]:
@@ -232,3 +238,12 @@ def test_the_transcript_shows_every_version_and_which_branch_the_chat_shows(admi
     assert html.index("version 1 of 2") < first < html.index("version 2 of 2") < second
     assert html.count("another branch") == 1
     assert html.index("another branch") < first
+
+
+def test_an_admin_can_still_delete_a_conversation(admin_client, tides: Conversation) -> None:
+    response = admin_client.post(
+        CHANGELIST, {"action": "delete_selected", "_selected_action": [tides.pk], "post": "yes"}
+    )
+    assert response.status_code == 302
+    assert not Conversation.objects.exists()
+    assert not Message.objects.exists()

@@ -27,11 +27,15 @@ def _fast_hashers(settings) -> None:
 
 @pytest.fixture
 def usage() -> None:
-    """Alice: two replies today on demo. Bob: three yesterday on lab (one failed, one stopped), one long ago."""
+    """Alice: two replies today on demo. Bob: three yesterday on lab (a failure, a stop), one long ago."""
     now = timezone.now()
     alices = make_conversation(make_user("alice"), "Tides")
-    make_exchange(alices, "a", "b", input_tokens=10, output_tokens=20, cost="0.001", time_to_first_token_ms=100)
-    make_exchange(alices, "c", "d", input_tokens=100, output_tokens=50, cost="0.002", time_to_first_token_ms=300)
+    make_exchange(
+        alices, "a", "b", input_tokens=10, output_tokens=20, cost="0.001", time_to_first_token_ms=100
+    )
+    make_exchange(
+        alices, "c", "d", input_tokens=100, output_tokens=50, cost="0.002", time_to_first_token_ms=300
+    )
     bobs = make_conversation(make_user("bob"), "Sonnets", provider="lab", model="bard-2")
     yesterday = now - timedelta(days=1)
     for status, ttft in [("complete", 50), ("error", 900), ("cancelled", 70)]:
@@ -62,7 +66,9 @@ def test_each_model_shows_its_errors_stops_and_median_time_to_first_token(usage:
     assert (demo["replies"], demo["errors"], demo["stops"], demo["median_ttft_ms"]) == (2, 0, 0, 200)
 
 
-def test_the_page_draws_its_charts_as_inline_svg_and_loads_nothing_from_elsewhere(admin_client, usage) -> None:
+def test_the_page_draws_its_charts_as_inline_svg_and_loads_nothing_from_elsewhere(
+    admin_client, usage
+) -> None:
     html = admin_client.get(USAGE).content.decode()
     assert html.count('class="chart"') == 4
     assert "<rect" in html
@@ -102,7 +108,9 @@ def test_an_empty_range_draws_a_chart_that_says_so() -> None:
 
 def test_a_reply_still_generating_counts_as_a_reply_without_tokens(usage: None) -> None:
     conversation = make_conversation(make_user("carol"), "Live")
-    make_exchange(conversation, "q", "", status=Message.Status.STREAMING, input_tokens=None, output_tokens=None)
+    make_exchange(
+        conversation, "q", "", status=Message.Status.STREAMING, input_tokens=None, output_tokens=None
+    )
     today = timezone.localdate()
     assert build_dashboard(today, today).days[0]["replies"] == 3
     assert build_dashboard(today, today).days[0]["tokens"] == 180

@@ -35,9 +35,17 @@ def streaming_reply(owner: User, text: str, worker: str) -> Message:
     """A reply mid-stream on ``worker``, its text saved so far, started 90 s ago."""
     conversation = make_conversation(owner, f"{owner.username}'s chat", provider="lab", model="bard-2")
     _, reply = make_exchange(
-        conversation, "Go on", text, status=Message.Status.STREAMING, input_tokens=None, output_tokens=None,
-        cost=None, worker_channel=worker, heartbeat_at=timezone.now(), at=timezone.now() - timedelta(seconds=90),
-    )  # fmt: skip
+        conversation,
+        "Go on",
+        text,
+        status=Message.Status.STREAMING,
+        input_tokens=None,
+        output_tokens=None,
+        cost=None,
+        worker_channel=worker,
+        heartbeat_at=timezone.now(),
+        at=timezone.now() - timedelta(seconds=90),
+    )
     return reply
 
 
@@ -59,7 +67,9 @@ def test_stop_asks_the_worker_that_owns_the_reply_to_stop(admin_client, layer) -
     alices = streaming_reply(make_user("alice"), "Partial", "replies.worker-a!1")
     bobs = streaming_reply(make_user("bob"), "Other", "replies.worker-b!2")
 
-    response = admin_client.post(LIVE, {"action": "stop_replies", "_selected_action": [alices.pk]}, follow=True)
+    response = admin_client.post(
+        LIVE, {"action": "stop_replies", "_selected_action": [alices.pk]}, follow=True
+    )
 
     assert "Asked 1 reply to stop." in response.content.decode()
     alices.refresh_from_db()
@@ -83,7 +93,12 @@ def test_live_replies_cannot_be_added_edited_or_deleted(admin_client) -> None:
     reply = streaming_reply(make_user("alice"), "Partial", "replies.worker-a!1")
     assert admin_client.get(reverse("admin:chat_livereply_add")).status_code == 403
     assert admin_client.post(reverse("admin:chat_livereply_delete", args=[reply.pk])).status_code == 403
-    assert admin_client.post(reverse("admin:chat_livereply_change", args=[reply.pk]), {"content": "x"}).status_code == 403
+    assert (
+        admin_client.post(
+            reverse("admin:chat_livereply_change", args=[reply.pk]), {"content": "x"}
+        ).status_code
+        == 403
+    )
     reply.refresh_from_db()
     assert reply.content == "Partial"
 

@@ -32,7 +32,9 @@ def alice(db) -> User:
     alice = make_user("alice")
     conversation = make_conversation(alice, "Today")
     make_exchange(conversation, "a", "b", input_tokens=100, output_tokens=200, cost="0.02")
-    make_exchange(conversation, "c", "d", input_tokens=5000, output_tokens=0, at=timezone.now() - timedelta(days=1))
+    make_exchange(
+        conversation, "c", "d", input_tokens=5000, output_tokens=0, at=timezone.now() - timedelta(days=1)
+    )
     return alice
 
 
@@ -87,7 +89,9 @@ async def test_a_reply_over_budget_is_refused_before_anything_is_written_or_requ
 async def test_the_person_sees_the_budget_message_in_the_composer(alice: User) -> None:
     await UsageBudget.objects.acreate(user=alice, daily_token_limit=100)
     conversation = await alice.conversations.afirst()
-    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation.pk}/")
+    communicator = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation.pk}/"
+    )
     communicator.scope["user"] = alice
     assert (await communicator.connect())[0]
 
@@ -101,7 +105,8 @@ async def test_the_person_sees_the_budget_message_in_the_composer(alice: User) -
 @pytest.mark.django_db
 def test_an_admin_sets_a_budget_and_sees_todays_usage_beside_it(admin_client, alice: User) -> None:
     response = admin_client.post(
-        reverse("admin:chat_usagebudget_add"), {"user": alice.pk, "daily_token_limit": 1000, "daily_cost_limit": ""}
+        reverse("admin:chat_usagebudget_add"),
+        {"user": alice.pk, "daily_token_limit": 1000, "daily_cost_limit": ""},
     )
     assert response.status_code == 302
     assert UsageBudget.objects.get(user=alice).daily_token_limit == 1000

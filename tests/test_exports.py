@@ -39,7 +39,7 @@ def tides(alice: User) -> Conversation:
 @pytest.fixture
 def sonnets() -> Conversation:
     conversation = make_conversation(make_user("bob"), "Sonnets")
-    make_exchange(conversation, "=HYPERLINK(\"http://x\")", "Shall I compare thee")
+    make_exchange(conversation, '=HYPERLINK("http://x")', "Shall I compare thee")
     return conversation
 
 
@@ -47,7 +47,9 @@ def export(client, action: str, *conversations: Conversation):
     return client.post(CHANGELIST, {"action": action, "_selected_action": [c.pk for c in conversations]})
 
 
-def test_the_json_export_holds_the_selected_conversations_with_every_message(admin_client, tides, sonnets) -> None:
+def test_the_json_export_holds_the_selected_conversations_with_every_message(
+    admin_client, tides, sonnets
+) -> None:
     response = export(admin_client, "export_json", tides)
     assert response["Content-Disposition"].startswith('attachment; filename="conversations-')
     [conversation] = json.loads(response.content)["conversations"]
@@ -66,11 +68,13 @@ def test_the_markdown_export_reads_as_a_document(admin_client, tides) -> None:
 
 
 def test_the_csv_export_has_a_row_per_message_and_defuses_formulas(admin_client, tides, sonnets) -> None:
-    rows = list(csv.DictReader(io.StringIO(export(admin_client, "export_csv", tides, sonnets).content.decode())))
+    rows = list(
+        csv.DictReader(io.StringIO(export(admin_client, "export_csv", tides, sonnets).content.decode()))
+    )
     assert [(r["conversation_title"], r["message_role"]) for r in rows] == [
         ("Tide tables", "user"), ("Tide tables", "assistant"), ("Sonnets", "user"), ("Sonnets", "assistant"),
     ]  # fmt: skip
-    assert rows[2]["message_content"] == "'=HYPERLINK(\"http://x\")"
+    assert rows[2]["message_content"] == '\'=HYPERLINK("http://x")'
 
 
 def test_every_export_is_recorded_as_an_access(admin_client, tides, sonnets) -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chat.providers import DIALECTS
-from chat.providers.events import UpstreamError
+from chat.providers.events import Event, Finished, TextDelta, UpstreamError, Usage
 from chat.simulator.dialects import MUAPI, ROUTES, Request
 from tests.streams import replay, split_at, text_of
 
@@ -39,45 +39,40 @@ ANY = st.recursive(
 )
 
 
-def shaped(required: dict, optional: dict) -> st.SearchStrategy[dict]:
-    return st.fixed_dictionaries(required, optional=optional)
+def shaped(required: dict, optional: dict | None = None) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(required, optional=optional or {})
 
 
-# Chunks shaped like each dialect's, with anything at all where the parser looks.
+# Chunks shaped like each dialect's, with anything at all where its parser looks.
+CHOICE = shaped(
+    {"delta": shaped({}, {"content": ANY}) | ANY}, {"index": st.just(0) | ANY, "finish_reason": ANY}
+)
+TOKEN_COUNTS = shaped(
+    {}, {"prompt_tokens": ANY, "completion_tokens": ANY, "input_tokens": ANY, "output_tokens": ANY}
+)
 CHAT = shaped(
-    {},
-    {
-        "choices": st.lists(
-            shaped(
-                {},
-                {
-                    "index": st.just(0) | ANY,
-                    "delta": ANY | shaped({}, {"content": ANY}),
-                    "finish_reason": ANY,
-                },
-            )
-            | ANY,
-            max_size=2,
-        )
-        | ANY,
-        "usage": shaped({}, {"prompt_tokens": ANY, "completion_tokens": ANY}) | ANY,
-        "error": ANY,
-    },
+    {"choices": st.lists(CHOICE | ANY, max_size=2) | ANY}, {"usage": TOKEN_COUNTS | ANY, "error": ANY}
+)
+RESPONSE = shaped(
+    {}, {"usage": TOKEN_COUNTS | ANY, "incomplete_details": shaped({}, {"reason": ANY}) | ANY, "error": ANY}
 )
 RESPONSES = shaped(
-    {"type": st.sampled_from(EVENT_TYPES) | ANY},
-    {
-        "delta": ANY,
-        "response": shaped(
-            {}, {"usage": ANY, "incomplete_details": shaped({}, {"reason": ANY}) | ANY, "error": ANY}
-        )
-        | ANY,
-        "error": ANY,
-        "message": ANY,
-    },
+    {"type": st.sampled_from([*EVENT_TYPES, "response.created"]), "response": RESPONSE | ANY},
+    {"delta": ANY, "error": ANY, "message": ANY},
 )
-TEXT_DELTA = shaped({}, {"delta": ANY, "finishReason": ANY, "error": ANY, "text": ANY})
+TEXT_DELTA = shaped({"delta": ANY}, {"finishReason": ANY, "error": ANY, "text": ANY})
 SHAPES = {"openai-chat": CHAT, "muapi": CHAT, "openai-responses": RESPONSES, "text-delta": TEXT_DELTA}
+
+
+def well_typed(event: Event) -> bool:
+    """What the runner and the database rely on."""
+    if isinstance(event, TextDelta):
+        return isinstance(event.text, str) and event.text != ""
+    if isinstance(event, Usage):
+        return all(
+            n is None or (type(n) is int and n >= 0) for n in (event.input_tokens, event.output_tokens)
+        )
+    return isinstance(event, Finished) and isinstance(event.reason, str) and 0 < len(event.reason) <= 50
 
 
 def written(dialect: str, tokens: list[str], newline: str, bom: bool, keepalive: bool) -> bytes:
@@ -123,15 +118,16 @@ def test_no_bytes_make_the_reading_path_raise_anything_but_upstream_error(
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(data=st.data(), event=st.sampled_from(["", *EVENT_TYPES]))
-def test_no_json_makes_a_parser_raise_anything_but_upstream_error(
+def test_any_json_yields_well_typed_events_or_an_upstream_error(
     dialect: str, data: st.DataObject, event: str
 ) -> None:
     payload = data.draw(SHAPES[dialect] | ANY)
     parser = DIALECTS[dialect].Parser()
     with contextlib.suppress(UpstreamError):
-        parser.feed(ServerSentEvent(event=event, data=json.dumps(payload)))
+        events = parser.feed(ServerSentEvent(event=event, data=json.dumps(payload)))
+        assert all(well_typed(e) for e in events), events
         parser.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import math
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import pytest
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
 from chat.providers.events import Event, Finished, UpstreamError, Usage
-from chat.upstream import stream_events
+from chat.upstream import backoff_delay, retry_after_seconds, stream_events
 from tests.servers import SimulatorProcess, wait_until
 from tests.streams import SIM_MODELS, sim_providers, text_of
 
@@ -144,6 +145,21 @@ async def test_retryable_statuses_are_retried_and_the_reply_then_streams(
     assert [(attempt, delay) for attempt, delay, _ in outcome.retries] == [(1, 0.0)]
     assert f"answered {status}" in outcome.retries[0][2]
     assert [r["outcome"] for r in sim.requests()] == [f"status {status}", "complete"]
+
+
+def test_backoff_grows_exponentially_with_full_jitter_under_the_cap(settings) -> None:
+    settings.CHAT_MAX_RETRY_WAIT = 3.0
+    for attempt, cap in [(1, 1.0), (2, 2.0), (3, 3.0), (6, 3.0)]:
+        delays = [backoff_delay(attempt, None) for _ in range(200)]
+        assert all(0 <= delay <= cap for delay in delays)
+        assert max(delays) > 0.8 * cap and len(set(delays)) > 100
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    assert retry_after_seconds("2") == 2.0
+    assert 28 < retry_after_seconds(email.utils.formatdate(time.time() + 30, usegmt=True)) <= 30
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("soon") is None
 
 
 async def test_attempts_are_bounded(sim: SimulatorProcess, settings) -> None:

@@ -120,8 +120,11 @@ class Simulator:
             record["outcome"] = "unauthorized"
             await self._respond(writer, 401, dialect.error_body(401, "Invalid API key."))
             return
-        if plan.fail == "status" and (not plan.times or self.failures[request.prompt] < plan.times):
+        if plan.fail and plan.times and self.failures[request.prompt] >= plan.times:
+            plan.fail = ""  # failed often enough for this prompt: now it works
+        elif plan.fail:
             self.failures[request.prompt] += 1
+        if plan.fail == "status":
             record["outcome"] = f"status {plan.status}"
             extra = f"retry-after: {plan.retry_after}\r\n" if plan.retry_after else ""
             await self._respond(

@@ -151,6 +151,8 @@ document.addEventListener("scroll", (event) => {
 document.addEventListener("htmx:wsAfterMessage", () => {
   if (following) scrollToLatest();
   updateJump();
+  const title = byId("conversation-title");
+  if (title) document.title = `${title.textContent} · Chat`;
   if (refocusPending && (document.activeElement === document.body || document.activeElement === null)) {
     refocusPending = false;
     focusMessageBox();

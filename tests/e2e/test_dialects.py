@@ -87,6 +87,7 @@ def test_a_pending_retry_shows_on_the_reply_then_it_streams(page: Page, sim: Sim
 
 def test_an_image_url_is_sent_with_the_message(page: Page, sim: SimulatorProcess) -> None:
     use_dialect(page, "muapi")
+    expect(page.get_by_label("Image URL")).to_be_visible()
     page.get_by_label("Image URL").fill(IMAGE)
     send(page, "What is this? [sim tokens=10 tps=100]")
     expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=10_000)
@@ -94,9 +95,13 @@ def test_an_image_url_is_sent_with_the_message(page: Page, sim: SimulatorProcess
     expect(page.get_by_label("Image URL")).to_have_value("")
 
 
-def test_a_dialect_that_cannot_take_an_image_says_so(page: Page, sim: SimulatorProcess) -> None:
+def test_a_dialect_that_cannot_take_an_image_hides_the_field_and_refuses_one(
+    page: Page, sim: SimulatorProcess
+) -> None:
     use_dialect(page, "text-delta")
-    page.get_by_label("Image URL").fill(IMAGE)
+    field = page.get_by_label("Image URL")
+    expect(field).to_be_hidden()
+    field.evaluate("(input, url) => { input.value = url; }", IMAGE)
     send(page, "What is this? [sim tokens=10 tps=100]")
     expect(page.get_by_text("cannot take an image")).to_be_visible()
     assert sim.requests() == []

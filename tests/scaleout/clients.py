@@ -15,7 +15,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import PASSWORD
+from tests.servers import PASSWORD, SimulatorProcess, wait_until
 
 ACTIVE = {"pending", "streaming"}
 ARTICLE = re.compile(
@@ -25,6 +25,14 @@ ARTICLE = re.compile(
 BODY = re.compile(r'<div id="message-\d+-body" class="body (plain|markdown)">(.*?)</div>', re.S)
 DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*?)</div>', re.S)
 SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*?)</div>', re.S)
+
+
+def upstream_request(sim: SimulatorProcess, message: str) -> dict[str, Any]:
+    """The simulator's record of the reply to ``message``.
+
+    The first one: a conversation's title is asked for afterwards with the same message.
+    """
+    return wait_until(lambda: next((r for r in sim.requests() if r["prompt"] == message), None))
 
 
 @dataclass

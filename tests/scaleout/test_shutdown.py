@@ -9,7 +9,7 @@ import asyncio
 import signal
 import time
 
-from tests.scaleout.clients import ACTIVE, ChatSocket, log_in
+from tests.scaleout.clients import ACTIVE, ChatSocket, log_in, upstream_request
 from tests.scaleout.conftest import Cluster
 from tests.servers import AppServer, SimulatorProcess
 
@@ -27,7 +27,8 @@ async def test_sigterm_interrupts_the_reply_sends_its_final_state_and_closes_wit
 ) -> None:
     (worker,) = sqlite_cluster.start()
     socket = await open_conversation(worker)
-    await socket.send("Go on at length [sim tokens=2000 tps=30]")
+    message = "Go on at length [sim tokens=2000 tps=30]"
+    await socket.send(message)
     reply = socket.replies[await socket.first_reply()]
     await socket.wait_for(lambda: len(reply.text) > 30)
 
@@ -42,7 +43,7 @@ async def test_sigterm_interrupts_the_reply_sends_its_final_state_and_closes_wit
     assert saved["status"] == "interrupted"
     assert reply.text == saved["content"]
     assert all(saved["content"].startswith(text) for text in reply.seen)
-    upstream = sim.last()
+    upstream = upstream_request(sim, message)
     assert upstream["client_closed_at"]
     assert upstream["text"].startswith(saved["content"])
     assert worker.process.wait(5) == 0
@@ -53,7 +54,8 @@ async def test_with_a_grace_period_pages_move_on_at_once_and_the_reply_still_com
 ) -> None:
     (worker,) = sqlite_cluster.start(CHAT_SHUTDOWN_GRACE="20")
     socket = await open_conversation(worker)
-    await socket.send("A short one [sim tokens=90 tps=30]")
+    message = "A short one [sim tokens=90 tps=30]"
+    await socket.send(message)
     reply = socket.replies[await socket.first_reply()]
     await socket.wait_for(lambda: len(reply.text) > 10)
 
@@ -68,4 +70,4 @@ async def test_with_a_grace_period_pages_move_on_at_once_and_the_reply_still_com
     assert time.monotonic() - signalled < 6
     saved = sqlite_cluster.db.reply(min(socket.replies))
     assert saved["status"] == "complete"
-    assert saved["content"] == sim.last()["text"]
+    assert saved["content"] == upstream_request(sim, message)["text"]

@@ -1,0 +1,104 @@
+"""A hundred replies at once through two workers on Redis and PostgreSQL: every persisted
+reply, and every page's final text, equals what the upstream sent, character for character."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from chat.rendering import render_markdown
+from tests.scaleout.clients import ACTIVE, ChatSocket, Session
+from tests.scaleout.conftest import Cluster
+from tests.servers import SimulatorProcess, manage
+
+pytestmark = pytest.mark.scaleout
+
+PEOPLE = 100
+# One person each: a person may have only a few replies running at once.
+CREATE_PEOPLE = """
+import json
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from chat.models import Conversation
+from chat.providers.config import get_providers
+
+provider = next(iter(get_providers().values()))
+people = []
+for number in range({count}):
+    user = get_user_model().objects.create(username=f"load-{{number}}")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    model = provider.models[0].name
+    conversation = Conversation.objects.create(owner=user, provider=provider.name, model=model)
+    people.append([session.session_key, conversation.pk])
+print(json.dumps(people))
+"""
+
+
+def create_people(env: dict[str, str], count: int) -> list[tuple[str, int]]:
+    """People with a session and an empty conversation each, made without hashing passwords."""
+    output = manage(env, "shell", "-c", CREATE_PEOPLE.format(count=count))
+    # The last line: the app may log to standard output before it.
+    return [tuple(person) for person in json.loads(output.strip().splitlines()[-1])]
+
+
+def first_requests(sim: SimulatorProcess) -> dict[str, dict]:
+    """The simulator's record of each reply, by its message (titles are asked for later)."""
+    records: dict[str, dict] = {}
+    for record in sim.requests():
+        records.setdefault(record["prompt"], record)
+    return records
+
+
+async def test_a_hundred_concurrent_replies_through_two_workers_are_exact_on_every_page_and_in_the_database(
+    cluster: Cluster, sim: SimulatorProcess
+) -> None:
+    workers = cluster.start(2)
+    people = await asyncio.to_thread(create_people, cluster.env, PEOPLE)
+    sockets = await asyncio.gather(
+        *(
+            ChatSocket.open(workers[number % 2].url, Session({"sessionid": key}), conversation)
+            for number, (key, conversation) in enumerate(people)
+        )
+    )
+    messages = [f"Load {number} [sim tokens=200 tps=50]" for number in range(PEOPLE)]
+
+    started = time.monotonic()
+    await asyncio.gather(*(socket.send(message) for socket, message in zip(sockets, messages, strict=True)))
+    await asyncio.gather(
+        *(
+            socket.wait_for(
+                lambda s=socket: s.replies and all(r.status not in ACTIVE for r in s.replies.values()),
+                within=40,
+            )
+            for socket in sockets
+        )
+    )
+    elapsed = time.monotonic() - started
+
+    records = first_requests(sim)
+    saved = {
+        row["conversation_id"]: row
+        for row in cluster.db.rows(
+            "SELECT conversation_id, status, content FROM chat_message WHERE role = 'assistant'"
+        )
+    }
+    for socket, message, (_, conversation) in zip(sockets, messages, people, strict=True):
+        expected = records[message]["text"]
+        (page,) = socket.replies.values()
+        assert saved[conversation]["status"] == "complete"
+        assert saved[conversation]["content"] == expected
+        assert page.status == "complete"
+        assert page.final_body == render_markdown(expected)
+        assert all(expected.startswith(text) for text in page.seen)
+    await asyncio.gather(*(socket.close() for socket in sockets))
+
+    frames = sum(socket.frames for socket in sockets)
+    resyncs = sum(page.snapshots for socket in sockets for page in socket.replies.values())
+    print(f"{PEOPLE} replies in {elapsed:.1f} s, {frames} frames, {resyncs} snapshots")

@@ -1,0 +1,83 @@
+"""Titles: the first words at once, the model's own after the first reply, the person's kept."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import User
+
+from chat import services, titles
+from chat.generation import Reply
+from chat.models import Conversation, Message
+from chat.providers.events import UpstreamError
+from tests.servers import SimulatorProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.mark.parametrize(
+    ("written", "title"),
+    [
+        ("Otters at play", "Otters at play"),
+        ('"Otters at play."\n\nMore text', "Otters at play"),
+        ("## Title: **Otters at play**", "Otters at play"),
+        ("\n\n  # Otters\n", "Otters"),
+        ("", ""),
+    ],
+)
+def test_a_written_title_is_cleaned_to_one_plain_line(written: str, title: str) -> None:
+    assert titles.clean_title(written) == title
+
+
+def test_first_words_stop_at_a_word_within_the_limit() -> None:
+    assert services.first_words("  Tell me\nabout   otters  ") == "Tell me about otters"
+    assert services.first_words("word " * 30, limit=20) == "word word word word…"
+
+
+async def run_first_turn(text: str) -> tuple[Conversation, Message]:
+    owner = await sync_to_async(User.objects.create_user)("alice", password="x" * 12)
+    conversation = await Conversation.objects.acreate(owner=owner, provider="demo", model="demo-1")
+    _, message = await database_sync_to_async(services.do_start_reply)(
+        conversation, text, client_id="", worker_channel="test"
+    )
+    reply = Reply(message)
+    reply.task = asyncio.create_task(reply.run())
+    await reply.task
+    return await Conversation.objects.aget(pk=conversation.pk), await Message.objects.aget(pk=message.pk)
+
+
+async def test_the_model_names_the_conversation_after_its_first_reply(sim: SimulatorProcess) -> None:
+    conversation, reply = await run_first_turn('Hello [sim text="Otters holding hands" tps=400]')
+
+    assert reply.status == "complete"
+    assert conversation.title == "Otters holding hands"
+    (request,) = sim.title_requests()
+    assert request["body"]["messages"][0] == {"role": "system", "content": titles.TITLE_INSTRUCTION}
+    assert request["prompt"] == 'Hello [sim text="Otters holding hands" tps=400]'
+
+
+async def test_the_first_words_stay_when_the_title_request_fails(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def failing(*args, **kwargs):
+        raise UpstreamError("the upstream answered 503")
+        yield  # an async generator, like the real one
+
+    monkeypatch.setattr(titles, "stream_events", failing)
+    conversation, reply = await run_first_turn("Tell me about otters [sim tokens=4 tps=400]")
+
+    assert reply.status == "complete"
+    assert conversation.title == "Tell me about otters [sim tokens=4 tps=400]"
+
+
+async def test_a_title_the_person_chose_is_never_replaced(sim: SimulatorProcess) -> None:
+    conversation, reply = await run_first_turn('Hi [sim text="Model title" tps=400]')
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(title="My own title")
+
+    await titles.name_conversation(reply.pk)
+
+    assert (await Conversation.objects.aget(pk=conversation.pk)).title == "My own title"
+    assert len(sim.title_requests()) == 1
