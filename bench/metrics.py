@@ -33,7 +33,9 @@ class Tally:
     to_upstream: list[float] = field(default_factory=list)  # send -> the simulator has the request
     token_latency: list[float] = field(default_factory=list)
     stop_latency: list[float] = field(default_factory=list)
+    reply_time: list[float] = field(default_factory=list)  # send -> the last character, unstopped replies
     mismatches: list[str] = field(default_factory=list)
+    stops_pressed: int = 0
     tail_chars: list[int] = field(default_factory=list)  # reply text that came only in the final frame
     tokens: int = 0
     completed: int = 0
@@ -66,6 +68,9 @@ def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
     tally.to_upstream.append(record["started_at"] - run.sent_at)
     ends = token_ends(run.prompt, tps)
     tally.token_latency += token_latencies(ends, record["token_times"], arrivals)
+    if run.stop_at is None and arrivals:
+        tally.reply_time.append(arrivals[-1][0] - run.sent_at)
+    tally.stops_pressed += run.stop_at is not None
     closed = record.get("client_closed_at")
     if run.stop_at is not None and record["outcome"] == "client closed" and closed and closed >= run.stop_at:
         tally.stop_latency.append(closed - run.stop_at)
@@ -199,9 +204,13 @@ def phase_result(
             round(relay_tokens["p99"] - floor_tokens["p99"], 2)
             if relay_tokens["p99"] is not None and floor_tokens["p99"] is not None else None
         ),
-        "token_latency_ratio": {"p50": ratio(relay_tokens["p50"], floor_tokens["p50"]),
-                                "p99": ratio(relay_tokens["p99"], floor_tokens["p99"])},
+        "reply_time_ms": (relay_time := summary(relay.reply_time)),
+        "floor_reply_time_ms": (floor_time := summary(floor.reply_time)),
+        "reply_time_ratio": {"p50": ratio(relay_time["p50"], floor_time["p50"]),
+                             "p99": ratio(relay_time["p99"], floor_time["p99"])},
         "stop_latency_ms": summary(relay.stop_latency),
+        # Stops whose close reached the simulator while it still streamed (the others came too late).
+        "stops_pressed": relay.stops_pressed,
         "floor_stop_latency_ms": summary(floor.stop_latency),
         **extra,
         "tokens_relayed": relay.tokens,

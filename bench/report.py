@@ -87,19 +87,24 @@ def _ms(summary: dict[str, Any]) -> str:
     return f"{f(summary['p50'])} / {f(summary['p99'])}"
 
 
+def _plus(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.0f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Run of {result['started_at']} ({result['duration_s']:.0f} s, {result['machine']['cores']} cores); "
         f"replies of {result['settings']['tokens']} tokens at {result['settings']['tps']:g} tokens/s, "
         f"every {result['settings']['stop_every']}th client presses Stop. Latencies in ms as p50 / p99.",
         "",
-        "| config | K | replies | TTFT added (floor) | per-token relay | per-token floor | p99 ratio "
-        "| Stop relay (floor) | bytes/char | DB writes/reply | CPU s/1k tok | KiB/reply | mismatches |",
-        "|---|---:|---:|---|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| config | K | replies | TTFT added (floor) | per-token relay | per-token floor | p99 over floor "
+        "| reply time ÷ floor | Stop (floor) | bytes/char | DB writes/reply | CPU s/1k tok | KiB/reply "
+        "| mismatches |",
+        "|---|---:|---:|---|---|---|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for entry in result["configs"]:
         if entry.get("skipped"):
-            lines.append(f"| {entry['name']} | – | – | skipped: {entry['skipped']} |||||||||")
+            lines.append(f"| {entry['name']} | – | – | skipped: {entry['skipped']} |||||||||||")
         for p in [*entry["phases"], *([entry["long_replies"]] if entry.get("long_replies") else [])]:
             k = f"{p['k']} (long)" if p is entry.get("long_replies") else str(p["k"])
             cells = [
@@ -109,8 +114,10 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_ms(p['ttft_added_ms'])} ({_ms(p['floor_ttft_added_ms'])})",
                 _ms(p["token_latency_ms"]),
                 _ms(p["floor_token_latency_ms"]),
-                p["token_latency_ratio"]["p99"],
-                f"{_ms(p['stop_latency_ms'])} ({_ms(p['floor_stop_latency_ms'])})",
+                _plus(p["token_latency_p99_over_floor_ms"]),
+                f"{p['reply_time_ratio']['p50']} / {p['reply_time_ratio']['p99']}",
+                f"{_ms(p['stop_latency_ms'])} ({_ms(p['floor_stop_latency_ms'])}), "
+                f"{p['stop_latency_ms']['n']} of {p['stops_pressed']}",
                 p["bytes_per_char"],
                 p["db_writes_per_reply"],
                 p["cpu_seconds_per_1k_tokens"],
@@ -141,55 +148,58 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    def series(phases: list[dict[str, Any]], key: str, q: str) -> list[float | None]:
+        # Log axes: anything under 0.1 ms (the floor's p50 is ~0) is drawn at 0.1 ms.
+        return [None if p[key][q] is None else max(0.1, p[key][q]) for p in phases]
+
+    fig, (tokens, events) = plt.subplots(1, 2, figsize=(13, 5))
+    colors = {"1w": "tab:blue", "2w": "tab:orange"}
     for entry in result["configs"]:
         phases = sorted(entry["phases"], key=lambda p: p["k"])
         if not phases:
             continue
-        ks = [p["k"] for p in phases]
+        ks, color, name = [p["k"] for p in phases], colors.get(entry["name"], "tab:green"), entry["name"]
         for q, style in (("p50", "--"), ("p99", "-")):
-            axes[0].plot(
+            tokens.plot(
                 ks,
-                [p["token_latency_ms"][q] for p in phases],
+                series(phases, "token_latency_ms", q),
                 style,
                 marker="o",
-                label=f"relay {entry['name']} {q}",
+                color=color,
+                label=f"relay {name} {q}",
             )
-            axes[1].plot(
+            events.plot(
                 ks,
-                [p["stop_latency_ms"][q] for p in phases],
-                style,
-                marker="o",
-                label=f"Stop {entry['name']} {q}",
-            )
-            axes[1].plot(
-                ks,
-                [p["ttft_added_ms"][q] for p in phases],
+                series(phases, "ttft_added_ms", q),
                 style,
                 marker="s",
-                label=f"TTFT added {entry['name']} {q}",
+                color=color,
+                label=f"TTFT added {name} {q}",
             )
+            events.plot(ks, series(phases, "stop_latency_ms", q), style, marker="^", color=color, alpha=0.6,
+                        label=f"Stop {name} {q}")  # fmt: skip
         if entry["name"] == "1w":
             for q, style in (("p50", "--"), ("p99", "-")):
-                axes[0].plot(
-                    ks,
-                    [p["floor_token_latency_ms"][q] for p in phases],
-                    style,
-                    color="black",
-                    label=f"floor {q}",
+                tokens.plot(
+                    ks, series(phases, "floor_token_latency_ms", q), style, color="black", label=f"floor {q}"
                 )
-    axes[0].set_title("Per-token latency, simulator emit to client receipt")
-    axes[1].set_title("Added time to first token and Stop latency")
-    for ax in axes:
+            floors = [p["floor_token_latency_ms"]["p99"] for p in phases]
+            budget = [None if f is None else f + 60 for f in floors]
+            tokens.plot(ks, budget, ":", color="gray", label="target: floor p99 + 60 ms")
+    events.axhline(20, color="gray", linestyle=":", label="target: TTFT added p50 20 ms (K=1)")
+    events.axhline(100, color="gray", linestyle="-.", label="target: Stop p99 100 ms (K=200)")
+    tokens.set_title("Per-token latency: simulator emit to client receipt")
+    events.set_title("Added time to first token, and Stop to upstream close")
+    for ax in (tokens, events):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("K concurrent replies")
         ax.set_ylabel("ms")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Relay benchmark, {result['started_at']}")
+    fig.suptitle(f"Relay benchmark, {result['started_at']}, {result['machine']['cores']} cores")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -151,12 +151,16 @@ def prepare_database(env: dict[str, str], users: tuple[str, ...] = ("alice", "bo
     manage(env, "shell", "-c", create)
 
 
-def start_app(env: dict[str, str], port: int | None = None) -> AppServer:
+def start_app(env: dict[str, str], port: int | None = None, log: Path | None = None) -> AppServer:
+    """Start daphne; with ``log``, everything it prints goes to that file."""
     port = port or free_port()
+    output = log.open("w") if log else None
     process = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
         cwd=ROOT,
         env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output else None,
     )
     wait_for_port(port, process)
     return AppServer(f"http://127.0.0.1:{port}", env, process, port)

@@ -12,7 +12,7 @@ PHASE_FIELDS = [
     "floor_ttft_added_ms",
     "token_latency_ms",
     "floor_token_latency_ms",
-    "token_latency_ratio",
+    "reply_time_ratio",
     "stop_latency_ms",
     "floor_stop_latency_ms",
     "bytes_per_char",

@@ -63,12 +63,15 @@ def db(app: AppServer) -> Database:
     return Database(app.extra["db"])
 
 
-def log_in(page: Page, base_url: str, username: str = "alice") -> None:
-    page.goto(f"{base_url}/accounts/login/")
+def log_in(
+    page: Page, base_url: str, username: str = "alice", password: str = PASSWORD, landing: str = ""
+) -> None:
+    """Log in through the form; ``landing`` is where to go next (default: the chat)."""
+    page.goto(f"{base_url}/accounts/login/" + (f"?next={landing}" if landing else ""))
     page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{base_url}/conversations/**")
+    page.wait_for_url(f"{base_url}{landing or '/conversations/'}**")
 
 
 @pytest.fixture

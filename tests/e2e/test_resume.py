@@ -48,10 +48,10 @@ def test_a_reload_mid_reply_shows_the_text_so_far_and_goes_on_live(
     upstream = upstream_request(sim, message)["text"]
     seen = pages.bodies(page)
     assert all(upstream.startswith(text) for text in seen)  # no gap, no repeat
-    # The text persisted about a second before the reload, then all of it so far.
+    assert len({len(text) for text in seen}) >= 3  # it went on growing, live
+    # First the text persisted about a second before the reload, then all of it so far.
     assert len(seen[0]) >= len(shown_earlier)
     assert len(seen[1]) >= len(shown)
-    assert len({len(text) for text in seen}) >= 3  # then it went on growing, live
     assert db.reply(reply)["content"] == upstream
 
 
