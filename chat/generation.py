@@ -284,7 +284,7 @@ class Runner:
         if reply is None:
             return
         if message["type"] == "reply.stop":
-            pass
+            reply.stop()
         elif message["type"] == "reply.snapshot":
             await layer.send(
                 message["reply_to"],

@@ -1,0 +1,73 @@
+"""Walk every URL pattern as one user against another user's objects: nothing is reachable."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from chat.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "bob-secret-marker-4821"
+FOREIGN_ID = 9001
+
+
+def every_route(patterns=None, prefix: str = "") -> list[str]:
+    routes: list[str] = []
+    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
+        route = prefix + str(pattern.pattern)
+        if isinstance(pattern, URLResolver):
+            routes += every_route(pattern.url_patterns, route)
+        elif isinstance(pattern, URLPattern):
+            routes.append(route)
+    return routes
+
+
+def concrete(route: str) -> str | None:
+    """A URL for ``route`` with every id set to Bob's; None for patterns we cannot fill."""
+    route = route.lstrip("^").rstrip("$").replace("\\Z", "")
+    route = re.sub(r"<(?:int:)?\w*(?:pk|id)\w*>", str(FOREIGN_ID), route)
+    route = re.sub(r"\(\?P<\w*(?:pk|id)\w*>[^)]*\)", str(FOREIGN_ID), route)
+    if "<" in route or "(?P" in route or "\\" in route:
+        return None
+    return "/" + route
+
+
+@pytest.fixture
+def bobs_data(django_user_model) -> None:
+    bob = django_user_model.objects.create_user("bob", password="x" * 12)
+    conversation = Conversation.objects.create(
+        pk=FOREIGN_ID, owner=bob, provider="demo", model="demo-1", title=SECRET, system_prompt=SECRET
+    )
+    Message.objects.create(pk=FOREIGN_ID, conversation=conversation, role="user", content=SECRET)
+
+
+def test_every_url_is_walked() -> None:
+    routes = [concrete(r) for r in every_route()]
+    assert sum(1 for r in routes if r and str(FOREIGN_ID) in r) >= 4
+    assert "/conversations/9001/" in routes
+
+
+def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, sim) -> None:
+    alice = django_user_model.objects.create_user("alice", password="x" * 12)
+    client.force_login(alice)
+    checked = 0
+    for route in every_route():
+        url = concrete(route)
+        if url is None or url.startswith("/accounts/logout"):
+            continue
+        for method in (client.get, client.post):
+            response = method(url)
+            body = b"".join(response) if response.streaming else response.content
+            assert SECRET.encode() not in body, f"{method.__name__} {url} leaked"
+            if str(FOREIGN_ID) in url and not url.startswith("/admin/"):
+                assert response.status_code in {404, 405}, f"{method.__name__} {url}: {response.status_code}"
+            if url.startswith("/admin/") and url != "/admin/login/":
+                assert response.status_code in {302, 404, 405}, f"{method.__name__} {url}"
+            checked += 1
+    assert Conversation.objects.get(pk=FOREIGN_ID).title == SECRET
+    assert Message.objects.filter(conversation_id=FOREIGN_ID).count() == 1
+    assert checked > 20
