@@ -85,29 +85,27 @@ def _received(
 ) -> tuple[str, list[tuple[float, int]], list[str]]:
     """The text the page ends up with, checked against the database and the upstream.
 
-    A complete reply's last frame is the persisted message rendered as markdown: when it
-    starts with the server's own rendering of that row, the page shows the persisted
-    text, so text the deltas never carried arrived with that frame.
+    The last frame is the persisted message (markdown when complete, plain text when
+    stopped): when it starts with the server's own rendering of that row, the page shows
+    the persisted text, so text the deltas never carried arrived with that frame. The
+    deltas must be a prefix of it: a page never shows text the reply does not have.
     """
     problems = list(parsed.problems)
     text, arrivals = parsed.text, list(parsed.arrivals)
     if not parsed.final_frame.startswith(saved["final_html"]):
         problems.append("the final frame is not the persisted reply")
-    if saved["status"] != "complete":
-        if saved["content"] != text:
-            problems.append(f"persisted {len(saved['content'])} characters, streamed {len(text)}")
-        if parsed.final_plain != text:
-            problems.append("the final frame's text differs from the streamed text")
-        return text, arrivals, problems
     upstream = record["text"] if record else ""
-    if saved["content"] != upstream:
+    final = upstream if saved["status"] == "complete" else saved["content"]
+    if saved["status"] == "complete" and saved["content"] != upstream:
         problems.append(f"persisted {len(saved['content'])} characters, upstream sent {len(upstream)}")
-    elif not upstream.startswith(text):
-        problems.append("the streamed text is not the upstream's")
-    elif len(text) < len(upstream):
-        tally.tail_chars.append(len(upstream) - len(text))
-        text = upstream
-        arrivals.append((parsed.final_at, len(upstream)))
+    elif parsed.final_plain is not None and parsed.final_plain != saved["content"]:
+        problems.append("the final frame's text is not the persisted text")
+    elif not final.startswith(text):
+        problems.append(f"streamed {len(text)} characters that are not the reply's")
+    elif len(text) < len(final):
+        tally.tail_chars.append(len(final) - len(text))
+        text = final
+        arrivals.append((parsed.final_at, len(final)))
     return text, arrivals, problems
 
 

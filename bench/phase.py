@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis import APPENDED_REPLY, parse_ws
-from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, open_ws
+from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, log_in, open_ws
 from bench.metrics import Costs, floor_tally, phase_result, relay_tally
 from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, stop_workers
 from tests.servers import PASSWORD
@@ -44,6 +44,7 @@ class Phase:
     tps: float
     log_dir: Path
     profile_to: Path | None = None
+    logged_in: bool = False  # the login form was used once; other sessions are made like it makes them
 
 
 def schedule(
@@ -132,6 +133,9 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     conversations, cookies = made["conversations"], made["cookies"]
     workers = config.start_workers(phase.log_dir, f"{config.name}-{label}")
     try:
+        if not phase.logged_in:
+            log_in(workers[0].url, "bench-0", PASSWORD)
+            phase.logged_in = True
         warm_up(phase, workers, conversations[len(specs) :], cookies)
         host, port = sim.url.removeprefix("http://").split(":")
         sim.reset()

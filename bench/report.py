@@ -105,7 +105,10 @@ def markdown(result: dict[str, Any]) -> str:
     for entry in result["configs"]:
         if entry.get("skipped"):
             lines.append(f"| {entry['name']} | – | – | skipped: {entry['skipped']} |||||||||||")
-        for p in [*entry["phases"], *([entry["long_replies"]] if entry.get("long_replies") else [])]:
+        for p in [
+            *sorted(entry["phases"], key=lambda p: p["k"]),
+            *([entry["long_replies"]] if entry.get("long_replies") else []),
+        ]:
             k = f"{p['k']} (long)" if p is entry.get("long_replies") else str(p["k"])
             cells = [
                 entry["name"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import tempfile
@@ -12,9 +13,8 @@ from typing import Any
 
 from bench import report
 from bench.analysis import token_ends
-from bench.clients import log_in
 from bench.phase import Phase, Spec, prompt, run_phase, schedule
-from bench.stack import Config, configs, scaleout_available, start_simulator, stop_workers
+from bench.stack import Config, configs, scaleout_available, start_simulator
 from tests.servers import PASSWORD, ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -79,19 +79,13 @@ def run_benchmark(options: Options) -> dict[str, Any]:
 
 def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry: dict[str, Any]) -> None:
     config.prepare(var_dir, sim.url, 1, PASSWORD)
-    workers = config.start_workers(options.out / "logs", f"{config.name}-login")
-    try:  # the login form, once; the clients' sessions are made the way it makes them
-        log_in(workers[0].url, "bench-0", PASSWORD)
-    finally:
-        stop_workers(workers)
     phase = Phase(config, sim, options.tps, options.out / "logs")
     tried: dict[int, dict[str, Any]] = {}
 
     def measure(k: int) -> dict[str, Any]:
         rounds = -(-options.min_replies // k)
-        specs = schedule(
-            k, rounds, options.tokens, options.tps, options.ramp, options.stop_every, options.seed + k
-        )
+        ramp = min(options.ramp, k / 200)  # about 5 ms between sends, 1 s at most
+        specs = schedule(k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k)
         profiling = config.name == "1w" and k == options.profile_k
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
         options.log(
@@ -108,7 +102,9 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
 
     for k in options.ks:
         measure(k)
-    if options.probe and config.name == "1w" and (probe := _probe_k(tried, options.max_k)):
+    for _ in range(2 if options.probe and config.name == "1w" else 0):
+        if (probe := _probe_k(tried, options.max_k)) is None:
+            break
         measure(probe)
     held = [k for k, r in tried.items() if r["holds"]]
     entry["largest_k_held"] = max(held, default=None)
@@ -117,7 +113,7 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
 
 
 def _probe_k(tried: dict[int, dict[str, Any]], max_k: int) -> int | None:
-    """One more K: double the largest if it held, else halfway to the first that did not."""
+    """One more K: double the largest if it held, else the geometric middle of the gap."""
     held = [k for k, r in tried.items() if r["holds"]]
     failed = [k for k, r in tried.items() if not r["holds"]]
     if not held:
@@ -126,8 +122,8 @@ def _probe_k(tried: dict[int, dict[str, Any]], max_k: int) -> int | None:
     if not failed or max(failed) < top:
         return min(top * 2, max_k) if top < max_k else None
     above = min(k for k in failed if k > top)
-    middle = round((top + above) / 2 / 50) * 50
-    return middle if top < middle < above else None
+    middle = round(math.sqrt(top * above))
+    return middle if top < middle < above and middle not in tried else None
 
 
 def _long_replies(phase: Phase, options: Options) -> dict[str, Any]:

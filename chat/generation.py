@@ -258,6 +258,7 @@ class Runner:
         for reply in list(self.replies.values()):
             reply.interrupt()
         if ending := [reply.task for reply in self.replies.values() if reply.task]:
+            # Bounded: an unreachable database must not keep the worker from exiting.
             await asyncio.wait(ending, timeout=10)
         for task in self._background:
             task.cancel()

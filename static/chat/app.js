@@ -3,8 +3,12 @@
 "use strict";
 
 const byId = (id) => document.getElementById(id);
+// Set by the page's own actions: once their answer has redrawn what held the focus, the
+// message box gets it back. A click elsewhere meanwhile means the person moved on.
+let refocusPending = false;
 
 function focusMessageBox() {
+  refocusPending = false;
   const box = byId("message-input");
   if (box) box.focus();
 }
@@ -77,8 +81,6 @@ htmx.onLoad((element) => {
   if (element instanceof Element) addCodeCopyButtons(element);
 });
 
-// Which element gets focus back once the page's own action has redrawn what held it.
-let refocusPending = false;
 
 document.addEventListener("click", async (event) => {
   const button = event.target instanceof Element ? event.target.closest("button") : null;
@@ -105,6 +107,10 @@ document.addEventListener("click", async (event) => {
   } else if (button.hasAttribute("ws-send")) {
     refocusPending = true;
   }
+});
+
+document.addEventListener("pointerdown", (event) => {
+  if (!(event.target instanceof Element && event.target.closest("[ws-send]"))) refocusPending = false;
 });
 
 document.addEventListener("submit", (event) => {
@@ -154,7 +160,6 @@ document.addEventListener("htmx:wsAfterMessage", () => {
   const title = byId("conversation-title");
   if (title) document.title = `${title.textContent} · Chat`;
   if (refocusPending && (document.activeElement === document.body || document.activeElement === null)) {
-    refocusPending = false;
     focusMessageBox();
   }
 });

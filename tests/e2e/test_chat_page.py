@@ -194,6 +194,7 @@ def test_enter_sends_shift_enter_adds_a_line_and_focus_comes_back_after_escape(
 
     box.fill("A long one [sim tokens=2000 tps=40]")
     box.press("Enter")
+    expect(page.locator("[data-role=assistant]")).to_have_count(2)
     wait_until(lambda: len(last_reply(page).locator(".body").text_content()) > 10)
     page.get_by_role("heading", level=1).click()
     page.keyboard.press("Escape")
@@ -283,6 +284,7 @@ def test_the_model_picker_system_prompt_and_image_url_reach_the_model(
     expect(page.locator("summary", has_text="words · plain-1")).to_be_visible()
     expect(page.get_by_label("Image URL")).to_be_hidden()
     send(page, f"And now? [sim tokens=5 {FAST}]")
+    expect(page.locator("[data-role=assistant]")).to_have_count(2)
     reply_done(page)
     assert sim.last()["body"]["prompt"].startswith("System: Answer in French.")
     expect(last_reply(page).locator(".model")).to_have_text("plain-1")
@@ -293,15 +295,14 @@ def test_the_model_picker_system_prompt_and_image_url_reach_the_model(
 def test_the_page_looks_right_at_desktop_and_phone_width_in_light_and_dark(
     page: Page, app: AppServer, sim: SimulatorProcess
 ) -> None:
-    send(page, "How do I stream replies to a browser? [sim tokens=170 tps=800]")
+    send(page, "How do I stream replies to a browser? [sim tokens=116 tps=800]")
     reply_done(page)
     page.get_by_role("heading", level=1).click()  # no focus ring in the pictures
     backgrounds = {}
-    for width, height, name in [(1280, 800, "desktop"), (390, 844, "phone")]:
+    for width, height, name in [(1280, 900, "desktop"), (390, 844, "phone")]:
         page.set_viewport_size({"width": width, "height": height})
         for scheme in ["light", "dark"]:
-            page.emulate_media(color_scheme=scheme)
-            last_reply(page).scroll_into_view_if_needed()
+            page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
             backgrounds[scheme] = page.evaluate("getComputedStyle(document.body).backgroundColor")
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.screenshot(path=Path(ARTIFACTS, f"chat-{name}-{scheme}.png"))

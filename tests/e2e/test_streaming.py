@@ -45,7 +45,7 @@ def test_a_reply_streams_in_steps_and_completes_as_markdown(page: Page, sim: Sim
     increasing = [n for previous, n in zip([0, *growth], growth, strict=False) if n > previous]
     assert len(increasing) >= 3, growth
     expect(last_reply(page).locator("h2")).to_have_text("Tell me about streaming")
-    expect(page.locator("[data-role=user]").last).to_have_text(
+    expect(page.locator("[data-role=user] .body").last).to_have_text(
         "Tell me about streaming [sim tokens=80 tps=40]"
     )
 

@@ -38,6 +38,7 @@ from tests.servers import (
     wait_for_port,
 )
 
+ASGI_APPLICATION = "chatsite.asgi:application"
 HOW_TO_RUN = (
     "run `bash .ci/run`, or set REDIS_URL_FOR_TESTS=redis://127.0.0.1:6379/0 and "
     "DATABASE_URL_FOR_TESTS=postgres://postgres@127.0.0.1:5432/postgres (a role that may create databases)"
@@ -135,16 +136,7 @@ def launch_workers(env: dict[str, str], count: int) -> list[AppServer]:
     """Start daphne workers side by side: each takes a second or two to import Django."""
     workers = []
     for port in (free_port() for _ in range(count)):
-        command = [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "chatsite.asgi:application",
-        ]
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
         process = subprocess.Popen(command, cwd=ROOT, env=env)
         workers.append(AppServer(f"http://127.0.0.1:{port}", env, process, port))
     for worker in workers:
