@@ -25,6 +25,8 @@ class Costs:
     sim_cpu_seconds: float
     client_cpu_seconds: float
     worker_errors: int
+    floor_sim_cpu_seconds: float = 0.0
+    floor_client_cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Tally:
     reply_time: list[float] = field(default_factory=list)  # send -> the last character, unstopped replies
     mismatches: list[str] = field(default_factory=list)
     stops_pressed: int = 0
+    reply_seconds: float = 0.0  # the upstream's streaming time, summed over replies
     tail_chars: list[int] = field(default_factory=list)  # reply text that came only in the final frame
     tokens: int = 0
     completed: int = 0
@@ -58,10 +61,14 @@ def by_prompt(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
             text: str, arrivals: list[tuple[float, int]], tps: float) -> None:  # fmt: skip
+    tally.stops_pressed += run.stop_at is not None
     if record is None:
-        tally.mismatches.append(f"#{run.index}: the simulator never saw the request")
+        if run.stop_at is None:  # a reply stopped before it reached the upstream has no request
+            tally.mismatches.append(f"#{run.index}: the simulator never saw the request")
         return
     tally.tokens += len(record["token_times"])
+    if record.get("ended_at"):
+        tally.reply_seconds += record["ended_at"] - record["started_at"]
     if arrivals and record["token_times"]:
         own = record["token_times"][0] - record["started_at"]
         tally.ttft_added.append(arrivals[0][0] - run.sent_at - own)
@@ -70,7 +77,6 @@ def _common(tally: Tally, run: WsRun | FloorRun, record: dict[str, Any] | None,
     tally.token_latency += token_latencies(ends, record["token_times"], arrivals)
     if run.stop_at is None and arrivals:
         tally.reply_time.append(arrivals[-1][0] - run.sent_at)
-    tally.stops_pressed += run.stop_at is not None
     closed = record.get("client_closed_at")
     if run.stop_at is not None and record["outcome"] == "client closed" and closed and closed >= run.stop_at:
         tally.stop_latency.append(closed - run.stop_at)
@@ -214,8 +220,14 @@ def phase_result(
         "tokens_relayed": relay.tokens,
         "cpu_seconds": round(costs.cpu_seconds, 2),
         "cpu_seconds_per_1k_tokens": round(costs.cpu_seconds / max(1, relay.tokens) * 1000, 3),
+        # CPU per second of a streaming reply: K times this is the cores the relay needs at K.
+        "cpu_ms_per_reply_second": round(costs.cpu_seconds * 1000 / relay.reply_seconds, 2)
+        if relay.reply_seconds
+        else None,
         "simulator_cpu_seconds": round(costs.sim_cpu_seconds, 2),
         "client_cpu_seconds": round(costs.client_cpu_seconds, 2),
+        "floor_simulator_cpu_seconds": round(costs.floor_sim_cpu_seconds, 2),
+        "floor_client_cpu_seconds": round(costs.floor_client_cpu_seconds, 2),
         "rss_baseline_mib": round(costs.rss_baseline / 2**20, 1),
         "rss_peak_mib": round(costs.rss_peak / 2**20, 1),
         "memory_per_reply_kib": round((costs.rss_peak - costs.rss_baseline) / 1024 / k, 1),

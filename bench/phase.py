@@ -139,6 +139,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         warm_up(phase, workers, conversations[len(specs) :], cookies)
         host, port = sim.url.removeprefix("http://").split(":")
         sim.reset()
+        floor_before = (cpu_seconds(sim.process.pid), _own_cpu())
         floor_runs = [
             FloorRun(j, prompt("floor", label, j, s.tokens, phase.tps), s.stop_after)
             for j, s in enumerate(specs)
@@ -146,6 +147,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         for runs, batch in zip(_chunks(floor_runs, k), _chunks(specs, k), strict=True):
             asyncio.run(_floor_round(runs, batch, host, int(port), phase.tps))
         floor_records = sim.requests()
+        floor_cpu = (cpu_seconds(sim.process.pid) - floor_before[0], _own_cpu() - floor_before[1])
 
         sim.reset()
         relay_runs = [
@@ -175,6 +177,8 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             sim_cpu_seconds=cpu_seconds(sim.process.pid) - sim_before,
             client_cpu_seconds=_own_cpu() - client_before,
             worker_errors=0,
+            floor_sim_cpu_seconds=floor_cpu[0],
+            floor_client_cpu_seconds=floor_cpu[1],
         )
         time.sleep(0.5)  # let the last writes land before reading them back
         relay_records = sim.requests()

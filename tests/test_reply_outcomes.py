@@ -95,7 +95,8 @@ async def test_the_overall_deadline_bounds_a_reply_that_never_stalls(sim: Simula
 
 async def test_a_reply_records_the_upstreams_token_counts_and_their_cost(sim: SimulatorProcess) -> None:
     reply = await reply_to("muapi", f"Go [sim {FAST}]")
-    sent, said = math.ceil(len(sim.last()["body"]["prompt"]) / 4), math.ceil(len(reply.content) / 4)
+    request = sim.requests()[0]  # the reply's, not the title's asked after it
+    sent, said = math.ceil(len(request["body"]["prompt"]) / 4), math.ceil(len(reply.content) / 4)
     assert (reply.input_tokens, reply.output_tokens, reply.tokens_estimated) == (sent, said, False)
     dollars = (Decimal("0.30") * sent + Decimal("1.80") * said) / 1_000_000
     assert reply.cost == dollars.quantize(Decimal("0.000001"))
