@@ -101,4 +101,17 @@ async def drain(grace: float) -> None:
         await close_all_for_restart()
     except Exception:
         logger.exception("draining this worker failed")
+    await _end_remaining_tasks()
     logger.info("worker drained")
+
+
+async def _end_remaining_tasks() -> None:
+    """Cancel what is still running and let it end, as ``asyncio.run()`` does on exit.
+
+    Twisted stops the loop without that, and a coroutine left suspended in a queue's
+    ``get()`` until the interpreter's last garbage collection can crash it (SIGSEGV).
+    """
+    if tasks := [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=2)

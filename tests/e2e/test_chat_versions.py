@@ -68,15 +68,16 @@ def test_edit_and_resend_makes_a_branch_and_the_old_one_comes_back(page: Page, s
     first.get_by_text("Edit", exact=True).click()
     editor = first.get_by_label("Edited text")
     expect(editor).to_be_focused()
-    editor.fill(f"A better question [sim {FAST}]")
+    editor.fill(f"A better question <img src=x onerror=window.pwned=1> [sim {FAST}]")
     editor.press("Enter")
 
     users = page.locator("[data-role=user] .body")
-    expect(users).to_have_text([f"A better question [sim {FAST}]"])
+    expect(users).to_have_text([f"A better question <img src=x onerror=window.pwned=1> [sim {FAST}]"])
     settled(page, 1)
     expect(page.locator("[data-role=user]").first.locator(".version-count")).to_have_text("2 / 2")
-    assert sim.last()["prompt"] == f"A better question [sim {FAST}]"
+    assert sim.last()["prompt"] == f"A better question <img src=x onerror=window.pwned=1> [sim {FAST}]"
     expect(page.get_by_label("Message")).to_be_focused()
+    assert page.evaluate("window.pwned") is None
 
     page.locator("[data-role=user]").first.get_by_role("button", name="Previous version").click()
     expect(users).to_have_text([f"First question [sim {FAST}]", f"Second question [sim {FAST}]"])
