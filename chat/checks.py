@@ -58,7 +58,7 @@ def check_reply_cap(owner_id: int) -> None:
 
     Call inside the transaction that has just added a reply, so it counts itself.
     """
-    limit = getattr(settings, "CHAT_MAX_CONCURRENT_REPLIES", 3)
+    limit = settings.CHAT_MAX_CONCURRENT_REPLIES
     # Locking the person's row makes two workers take turns here (SQLite writes one at a time).
     list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
     if Message.objects.active().filter(conversation__owner_id=owner_id).count() > limit:

@@ -262,9 +262,6 @@ class Runner:
             await asyncio.wait(ending, timeout=10)
         for task in self._background:
             task.cancel()
-        # Let them end now: a coroutine left suspended in a queue's get() until the
-        # interpreter's last garbage collection can crash it (seen: SIGSEGV at exit).
-        await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()
