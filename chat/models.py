@@ -28,7 +28,11 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The admin's changelist across all owners, newest first.
+            models.Index(fields=["-updated_at"], name="conversation_recent"),
+        ]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
