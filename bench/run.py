@@ -84,7 +84,7 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
 
     def measure(k: int) -> dict[str, Any]:
         rounds = -(-options.min_replies // k)
-        ramp = min(options.ramp, k / 200)  # about 5 ms between sends, 1 s at most
+        ramp = options.ramp if k > 1 else 0.0  # K sends spread over a second: K new replies a second
         specs = schedule(k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k)
         profiling = config.name == "1w" and k == options.profile_k
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None

@@ -81,6 +81,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.workers: dict[int, str] = {}
         self.snapshot_asked: dict[int, float] = {}
         self.heard: dict[int, float] = {}
+        self.redrawn: set[int] = set()
         self.user_group = services.user_group(user.pk)
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -88,8 +89,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         _open_consumers.add(self)
         self.watchdog = asyncio.create_task(self._look_up_quiet_replies())
-        for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
-            await self._resync(reply)
+        # Redraw from the database: a page that was offline may have missed final frames.
+        await self.chat_thread_changed({})
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)
@@ -248,7 +249,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if have == -1 or offset > have:
             replies = await database_sync_to_async(get_messages)([reply_id])
             if replies and replies[0].is_active:
-                await self._resync(replies[0])
+                if have == -1 and reply_id not in self.redrawn:
+                    # A reply this page never heard of: its "added" frame was dropped.
+                    self.redrawn.add(reply_id)
+                    await self.chat_thread_changed({})
+                else:
+                    await self._resync(replies[0])
             return
         fresh = text[have - offset :]
         if fresh:

@@ -8,6 +8,7 @@ or reply starts one path (``_start``) whether it is sent, regenerated, edited or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,6 +16,7 @@ from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -295,7 +297,8 @@ async def notify_stop_requested(reply: Message) -> None:
     # The request is recorded first, so a dropped channel message still takes effect at
     # the owner's next heartbeat.
     await notify_status(reply.conversation_id, reply.pk, "Stopping…")
-    await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
+    with contextlib.suppress(ChannelFull):
+        await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
 
 
 async def interrupt_stale_replies() -> None:
