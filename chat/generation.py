@@ -137,6 +137,8 @@ class Reply:
                 if not self.pieces:
                     result["ttft"] = time.monotonic() - started
                     await database_sync_to_async(services.do_mark_streaming)(self.id)
+                    if self.retries:
+                        await services.notify_status(self.conversation_id, self.id, "")
                 self.pieces.append(event.text)
                 self.wake.set()
             elif isinstance(event, Usage):
@@ -147,9 +149,9 @@ class Reply:
 
     async def _on_retry(self, attempt: int, delay: float, reason: str) -> None:
         self.retries = attempt
-        await services.notify_status(
-            self.conversation_id, self.id, f"{sentence(reason)} Retrying in {delay:.0f} s…"
-        )
+        wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
+        note = f"{sentence(reason)} Retrying in {wait} s…"
+        await services.notify_status(self.conversation_id, self.id, note)
 
     async def _flush_loop(self) -> None:
         """Relays new text at most once a frame interval and persists it about once a second."""
