@@ -13,7 +13,9 @@ import json
 import logging
 import time
 import weakref
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -50,6 +52,25 @@ def get_sidebar(user: Any, conversation_id: int) -> tuple[list[Conversation], Co
 
 def get_active_replies(conversation_id: int) -> list[Message]:
     return list(Message.objects.active().filter(conversation_id=conversation_id))
+
+
+def changed_since(conversation_id: int, since: float | None) -> bool:
+    """Whether the page, drawn at ``since``, may show something that is no longer true."""
+    if since is None:
+        return False
+    after = datetime.fromtimestamp(since, tz=UTC)
+    return (
+        Message.objects.filter(conversation_id=conversation_id, updated_at__gt=after)
+        .exclude(status__in=Message.ACTIVE)
+        .exists()
+    )
+
+
+def page_time(query_string: bytes) -> float | None:
+    try:
+        return float(parse_qs(query_string.decode())["since"][0])
+    except (KeyError, ValueError, UnicodeDecodeError, OverflowError):
+        return None
 
 
 async def close_all_for_restart() -> None:
@@ -89,8 +110,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         _open_consumers.add(self)
         self.watchdog = asyncio.create_task(self._look_up_quiet_replies())
-        # Redraw from the database: a page that was offline may have missed final frames.
-        await self.chat_thread_changed({})
+        since = page_time(self.scope.get("query_string", b""))
+        if await database_sync_to_async(changed_since)(conversation.pk, since):
+            # The page missed frames (it was offline, or is older than its socket): redraw.
+            await self.chat_thread_changed({})
+        else:
+            for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
+                await self._resync(reply)
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)

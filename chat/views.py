@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from asgiref.sync import async_to_sync
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_not_required
@@ -43,6 +45,9 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "accepts_images": model_accepts_images(conversation),
             "model_choices": choices(),
             "client_id": rendering.new_client_id(),
+            # The socket tells the server how old this page is, so a reconnect after a
+            # gap redraws what changed meanwhile.
+            "rendered_at": time.time(),
         },
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -184,3 +185,41 @@ async def test_bad_frames_get_a_clear_error_and_change_nothing(
     )
     await frames_until(communicator, r'data-role="assistant" data-status="complete"')
     await communicator.disconnect()
+
+
+async def test_a_page_that_missed_the_end_of_a_reply_is_redrawn_when_it_reconnects(
+    sim: SimulatorProcess,
+) -> None:
+    import time
+
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    drawn_at = time.time()
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Hi [sim tokens=5 tps=100]", "client_id": "r1"}))
+    await communicator.disconnect()  # the page goes offline before the reply ends
+    reply = await reply_of(conversation)
+    while reply.is_active:
+        await asyncio.sleep(0.05)
+        await reply.arefresh_from_db()
+
+    stale = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation.pk}/?since={drawn_at}"
+    )
+    stale.scope["user"] = alice
+    assert (await stale.connect())[0]
+    redraw = await stale.receive_from(5)
+    assert redraw.startswith('<div id="messages" hx-swap-oob="innerHTML">')
+    assert f'id="message-{reply.pk}"' in redraw and 'data-status="complete"' in redraw
+    await stale.disconnect()
+
+    fresh = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation.pk}/?since={time.time()}"
+    )
+    fresh.scope["user"] = alice
+    assert (await fresh.connect())[0]
+    frames = []
+    while not await fresh.receive_nothing(0.3):
+        frames.append(await fresh.receive_from(1))
+    assert not any('<div id="messages"' in frame for frame in frames)
+    await fresh.disconnect()
