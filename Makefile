@@ -9,13 +9,15 @@ export DEMO_PORT
 
 .PHONY: run test lint chromium
 
+include bench/Makefile.inc
+
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt bench/requirements.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
