@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from httpx_sse import ServerSentEvent
 
@@ -33,14 +33,24 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class Parser(Protocol):
-    """A dialect's reader of one stream: raises ``UpstreamError`` and nothing else."""
+class Parser:
+    """A dialect's reader of one stream: raises ``UpstreamError`` and nothing else.
 
-    def feed(self, sse: ServerSentEvent) -> list[Event]: ...
+    ``feed`` sets ``ended`` when it reads the dialect's end signal; a stream that stops
+    before it is an early end, never a complete reply.
+    """
+
+    def __init__(self) -> None:
+        self.ended = False
+
+    def feed(self, sse: ServerSentEvent) -> list[Event]:
+        raise NotImplementedError
 
     def close(self) -> list[Event]:
         """The events the end of the stream implies; raises if it came before its end signal."""
-        ...
+        if not self.ended:
+            raise UpstreamError("the stream ended early")
+        return []
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
+from chat.providers import base
 from chat.providers.base import (
     DONE,
     Request,
@@ -55,11 +56,8 @@ def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_
     return Request(url=url, json=body, headers=bearer(provider.api_key()))
 
 
-class Parser:
+class Parser(base.Parser):
     """Chat Completions chunks as events. MuAPI streams the same chunks, so it uses this too."""
-
-    def __init__(self) -> None:
-        self.ended = False
 
     def feed(self, sse: ServerSentEvent) -> list[Event]:
         events: list[Event] = []
@@ -90,8 +88,3 @@ class Parser:
                 Usage(token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")))
             )
         return events
-
-    def close(self) -> list[Event]:
-        if not self.ended:
-            raise UpstreamError("the stream ended early")
-        return []

@@ -15,6 +15,7 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
+from chat.providers import base
 from chat.providers.base import (
     DONE,
     Request,
@@ -55,10 +56,7 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class Parser:
-    def __init__(self) -> None:
-        self.ended = False
-
+class Parser(base.Parser):
     def feed(self, sse: ServerSentEvent) -> list[Event]:
         events: list[Event] = []
         for payload in read_payloads(sse.data):
@@ -89,8 +87,3 @@ class Parser:
                 Usage(token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")))
             )
         return events
-
-    def close(self) -> list[Event]:
-        if not self.ended:
-            raise UpstreamError("the stream ended early")
-        return []

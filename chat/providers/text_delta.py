@@ -17,6 +17,7 @@ from typing import Any
 
 from httpx_sse import ServerSentEvent
 
+from chat.providers import base
 from chat.providers.base import (
     DONE,
     Request,
@@ -49,10 +50,7 @@ def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_
     return Request(url=url, json=body, headers=bearer(provider.api_key()))
 
 
-class Parser:
-    def __init__(self) -> None:
-        self.ended = False
-
+class Parser(base.Parser):
     def feed(self, sse: ServerSentEvent) -> list[Event]:
         events: list[Event] = []
         for payload in read_payloads(sse.data):
@@ -68,8 +66,3 @@ class Parser:
                 self.ended = True
                 events.append(finished(reason))
         return events
-
-    def close(self) -> list[Event]:
-        if not self.ended:
-            raise UpstreamError("the stream ended early")
-        return []
