@@ -71,3 +71,44 @@ def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, s
     assert Conversation.objects.get(pk=FOREIGN_ID).title == SECRET
     assert Message.objects.filter(conversation_id=FOREIGN_ID).count() == 1
     assert checked > 20
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["regenerate", "retry", "continue", "edit", "select"])
+async def test_no_websocket_action_reaches_another_users_message(action: str, sim) -> None:
+    from asgiref.sync import sync_to_async
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import User
+
+    from chat.routing import websocket_urlpatterns
+
+    bob = await sync_to_async(User.objects.create_user)("bob", password="x" * 12)
+    alice = await sync_to_async(User.objects.create_user)("alice", password="x" * 12)
+    bobs = await Conversation.objects.acreate(owner=bob, provider="demo", model="demo-1", title=SECRET)
+    question = await Message.objects.acreate(conversation=bobs, role="user", content=SECRET)
+    answer = await Message.objects.acreate(
+        conversation=bobs,
+        role="assistant",
+        content=SECRET,
+        status="complete",
+        finish_reason="length",
+        parent=question,
+    )
+    alices = await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1")
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/conversations/{alices.pk}/")
+    communicator.scope["user"] = alice
+    assert (await communicator.connect())[0]
+
+    for target in (question.pk, answer.pk):
+        await communicator.send_to(
+            f'{{"action": "{action}", "id": {target}, "message": "x", "client_id": "c{target}"}}'
+        )
+        reply = await communicator.receive_from(5)
+        assert SECRET not in reply
+        assert 'role="alert"' in reply
+    await communicator.disconnect()
+
+    assert await Message.objects.filter(conversation=bobs).acount() == 2
+    assert await Message.objects.filter(conversation=alices).acount() == 0
+    assert sim.requests() == []
