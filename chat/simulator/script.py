@@ -12,7 +12,8 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
   error event), ``corrupt`` (a chunk that is not JSON, then carry on), ``truncate`` (end the
   body cleanly without the dialect's end signal), ``stall`` (send nothing more, holding the
   connection open) or ``disconnect`` (abort the connection);
-  ``times``: fail only the first N requests with this prompt
+  ``times``: fail only the first N requests with this prompt; ``message``: the error text
+  of ``status`` and ``error`` (default: the demo's own)
 - ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
 - ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
   network chunks of this many bytes; ``bom``: start the stream with a byte-order mark
@@ -40,6 +41,7 @@ class Plan:
     status: int = 503
     retry_after: str = ""
     times: int = 0
+    message: str = ""
     finish: str = "stop"
     newline: str = "lf"
     chunk: int = 0

@@ -128,7 +128,10 @@ class Simulator:
             record["outcome"] = f"status {plan.status}"
             extra = f"retry-after: {plan.retry_after}\r\n" if plan.retry_after else ""
             await self._respond(
-                writer, plan.status, dialect.error_body(plan.status, "The demo model is overloaded."), extra
+                writer,
+                plan.status,
+                dialect.error_body(plan.status, plan.message or "The demo model is overloaded."),
+                extra,
             )
             return
         await self._stream(reader, writer, dialect, request, plan, record)
@@ -224,7 +227,7 @@ class Simulator:
         """Inject ``plan.fail``; True when the stream is over."""
         record["outcome"] = plan.fail
         if plan.fail == "error":
-            await emit(dialect.error_event("The demo model failed mid-stream."))
+            await emit(dialect.error_event(plan.message or "The demo model failed mid-stream."))
             writer.write(b"0\r\n\r\n")
         elif plan.fail == "corrupt":
             await emit("data: {not json\n\n")

@@ -72,3 +72,19 @@ def test_a_hostile_title_and_system_prompt_stay_text(page: Page, sim: SimulatorP
     expect(page.get_by_role("navigation", name="Conversations")).to_contain_text("<script>")
     assert page.evaluate("window.pwned") is None
     assert seen == []
+
+
+def test_a_hostile_error_text_from_the_upstream_stays_text(page: Page, sim: SimulatorProcess) -> None:
+    seen = watch_for_attacks(page)
+    payload = PAYLOADS.replace('"', "'")
+    send(page, f'mid-stream [sim tokens=20 tps=100 fail=error after=5 message="{payload}"]')
+    expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    expect(last_reply(page).locator(".error-text")).to_contain_text("<script>window.pwned = 'script'</script>")
+
+    send(page, f'before the stream [sim fail=status status=400 message="{payload}"]')
+    expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    expect(last_reply(page).locator(".error-text")).to_contain_text("<img src=x onerror=")
+    page.reload()
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#messages script, #messages img[onerror], #messages [hx-get]").count() == 0
+    assert seen == []
