@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.report import republish
 from bench.run import RESULTS, Options, run_benchmark
 
 
@@ -45,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
         default=False,
         help="put the table into docs/benchmark.md and the plot into docs/bench-latency.png",
     )
+    parser.add_argument(
+        "--republish", action="store_true", help="only render --out/latest.json into docs again, no run"
+    )
     args = parser.parse_args(argv)
+    if args.republish:
+        republish(args.out)
+        return 0
     options = Options(
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
         tps=args.tps, long_chars=args.long, min_replies=args.min_replies, stop_every=args.stop_every,

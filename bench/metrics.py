@@ -139,11 +139,11 @@ def relay_tally(
         _common(tally, run, record, text, arrivals, tps)
         if saved["status"] == "complete":
             tally.completed += 1
-            if parsed.text:
+            if text:  # the whole reply, whether deltas or the final frame brought its end
                 bytes_total += parsed.bytes_total
                 bytes_deltas += parsed.bytes_deltas
                 bytes_deflate += parsed.bytes_deflate
-                chars += len(parsed.text)
+                chars += len(text)
         elif saved["status"] == "cancelled" and run.stop_at is not None:
             tally.stopped += 1
         else:

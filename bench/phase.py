@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, log_in, open_ws
-from bench.metrics import Costs, floor_tally, phase_result, relay_tally
+from bench.metrics import Costs, by_prompt, floor_tally, phase_result, relay_tally
 from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, stop_workers
 from tests.servers import PASSWORD
 
@@ -191,7 +191,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     floor = floor_tally(floor_runs, floor_records, phase.tps)
     result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
-    result["per_reply"] = _per_reply(relay_runs)
+    result["per_reply"] = _per_reply(relay_runs, relay_records)
     return result
 
 
@@ -202,13 +202,13 @@ def _reply_ids(run: WsRun) -> list[str]:
     return []
 
 
-def _per_reply(runs: list[WsRun]) -> list[dict[str, Any]]:
+def _per_reply(runs: list[WsRun], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Bytes per character of each complete reply, to show they stay flat as replies grow."""
+    lengths = {prompt: len(record["text"]) for prompt, record in by_prompt(records).items()}
     rows = []
     for run in runs:
         parsed = parse_ws(run.frames)
-        if run.stop_at is None and parsed.status == "complete" and parsed.text:
-            n = len(parsed.text)
+        if run.stop_at is None and parsed.status == "complete" and (n := lengths.get(run.prompt, 0)):
             rows.append(
                 {
                     "chars": n,

@@ -112,7 +112,11 @@ class Config:
             self.database = f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             _postgres_admin(f'CREATE DATABASE "{self.database}"')
             base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-            overrides |= {"DATABASE_URL": f"{base}/{self.database}", "REDIS_URL": REDIS_URL}
+            overrides |= {
+                "DATABASE_URL": f"{base}/{self.database}",
+                "REDIS_URL": REDIS_URL,
+                "CHANNEL_PREFIX": self.database,  # its keys, removed after the run
+            }
         self.env = app_env(var_dir, simulator_url, **overrides)
         manage(self.env, "migrate", "--noinput", "-v0")
         dbprep(self.env, "setup", "--users", str(users), "--password", password)
@@ -120,6 +124,11 @@ class Config:
     def cleanup(self) -> None:
         if self.scaleout and self.database:
             _postgres_admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+            for key in client.scan_iter(match=f"{self.database}*", count=1000):
+                client.delete(key)
 
     def start_workers(self, log_dir: Path, label: str) -> list[Worker]:
         log_dir.mkdir(parents=True, exist_ok=True)
