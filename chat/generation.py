@@ -10,7 +10,6 @@ persisted message, so it is authoritative.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -134,13 +133,15 @@ class Reply:
             provider, job.model, job.turns, job.system_prompt, on_retry=self._on_retry
         ):
             if isinstance(event, TextDelta):
-                if not self.pieces:
+                # Relay first, then mark the reply streaming: the write must not delay the text.
+                first = not self.pieces
+                self.pieces.append(event.text)
+                self.wake.set()
+                if first:
                     result["ttft"] = time.monotonic() - started
                     await database_sync_to_async(services.do_mark_streaming)(self.id)
                     if self.retries:
                         await services.notify_status(self.conversation_id, self.id, "")
-                self.pieces.append(event.text)
-                self.wake.set()
             elif isinstance(event, Usage):
                 result["input_tokens"], result["output_tokens"] = event.input_tokens, event.output_tokens
             elif isinstance(event, Finished):
@@ -154,26 +155,21 @@ class Reply:
         await services.notify_status(self.conversation_id, self.id, note)
 
     async def _flush_loop(self) -> None:
-        """Relays new text at most once a frame interval and persists it about once a second."""
-        last_persist = time.monotonic()
+        """Relays new text at most once a frame interval (the Runner persists it).
+
+        On closing it relays what is left, so the last words stream like the rest, except
+        after Stop: a stopped reply keeps exactly what had been shown.
+        """
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), settings.CHAT_PERSIST_INTERVAL)
+            await self.wake.wait()
             self.wake.clear()
-            if self.closing:
-                return
-            if len(self.pieces) > self.relayed_pieces:
+            if len(self.pieces) > self.relayed_pieces and not (self.closing and self.stopping):
                 text = "".join(self.pieces[self.relayed_pieces :])
                 offset = self.relayed_chars
                 self.relayed_pieces, self.relayed_chars = len(self.pieces), offset + len(text)
                 await services.notify_delta(self.conversation_id, self.id, offset, text)
-            if time.monotonic() - last_persist >= settings.CHAT_PERSIST_INTERVAL:
-                last_persist = time.monotonic()
-                if not await database_sync_to_async(services.do_save_progress)(
-                    self.id, self.relayed_text, self.retries
-                ):
-                    self.stop()
-                    return
+            if self.closing:
+                return
             await asyncio.sleep(settings.CHAT_FRAME_INTERVAL)
 
     async def _finish(
@@ -236,7 +232,7 @@ class Runner:
             # channels with one blocking pop on that prefix's key, so a channel of
             # another prefix would hold the read for seconds and starve the sockets'.
             self._channel = await get_channel_layer().new_channel()
-            for loop in (self._listen(), self._sweep()):
+            for loop in (self._listen(), self._sweep(), self._persist()):
                 task = asyncio.create_task(loop)
                 self._background.add(task)
         return self._channel
@@ -293,6 +289,26 @@ class Runner:
                 message["reply_to"],
                 {"type": "reply.snapshot", "id": reply.id, "text": reply.relayed_text},
             )
+
+    async def _persist(self) -> None:
+        """Every reply's text so far and its heartbeat: one transaction a second per process.
+
+        One batched write keeps the frames of many replies from queueing behind the
+        database thread; a reply the database refuses (Stop asked, or ended) is stopped.
+        """
+        while True:
+            await asyncio.sleep(settings.CHAT_PERSIST_INTERVAL)
+            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.closing]
+            if not batch:
+                continue
+            try:
+                refused = await database_sync_to_async(services.do_save_progress_many)(batch)
+            except Exception:
+                logger.exception("saving progress failed")
+                continue
+            for reply_id in refused:
+                if reply := self.replies.get(reply_id):
+                    reply.stop()
 
     async def _sweep(self) -> None:
         while True:

@@ -145,6 +145,16 @@ def do_save_progress(reply_id: int, content: str, retries: int) -> bool:
     )
 
 
+def do_save_progress_many(batch: list[tuple[int, str, int]]) -> list[int]:
+    """Persist several replies' text in one transaction; the ids that should stop."""
+    with transaction.atomic():
+        return [
+            reply_id
+            for reply_id, content, retries in batch
+            if not do_save_progress(reply_id, content, retries)
+        ]
+
+
 def do_finish_reply(reply_id: int, status: str, **fields: Any) -> bool:
     return Message.objects.transition(reply_id, status, heartbeat_at=None, **fields)
 

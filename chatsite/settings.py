@@ -138,7 +138,11 @@ if REDIS_URL := env_str("REDIS_URL"):
             "CONFIG": {
                 # Reads wait longer than channels_redis's 5 s blocking pop: redis-py 8
                 # times out reads after 5 s by default (redis-py #4091).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "hosts": [
+                    # redis-py's pool defaults to 100 connections, too few for a busy
+                    # worker: past it channels_redis raises "Too many connections".
+                    {"address": REDIS_URL, "socket_timeout": 15, "max_connections": 1000}
+                ],
                 "capacity": env_int("CHANNEL_CAPACITY", 1000),
                 "expiry": 60,
                 # Keys start with this: deployments (or test runs) sharing one Redis
