@@ -139,12 +139,18 @@ class Simulator:
     async def _stream(self, reader, writer, dialect, request, plan: Plan, record: dict[str, Any]) -> None:
         closed = asyncio.Event()
 
-        async def watch() -> None:
-            while await reader.read(4096):
-                pass
-            record["client_closed_at"] = time.time()
+        def hung_up() -> None:
+            record["client_closed_at"] = record["client_closed_at"] or time.time()
             record["outcome"] = record["outcome"] or "client closed"
             closed.set()
+
+        async def watch() -> None:
+            # A client that closes with our bytes unread in its buffer resets the
+            # connection instead of ending it: a hang-up all the same.
+            with contextlib.suppress(ConnectionError):
+                while await reader.read(4096):
+                    pass
+            hung_up()
 
         watcher = asyncio.create_task(watch())
         newline = {"lf": "\n", "cr": "\r", "crlf": "\r\n"}[plan.newline]
@@ -199,6 +205,7 @@ class Simulator:
             await writer.drain()
             record["outcome"] = "complete"
         except ConnectionError:
+            hung_up()
             record["outcome"] = "client closed"
         finally:
             record["ended_at"] = time.time()

@@ -1,0 +1,44 @@
+"""The simulator sees a client hang up however it hangs up: the Stop tests rest on that."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import pytest
+
+from tests.servers import SimulatorProcess, wait_until
+
+
+def open_stream(sim: SimulatorProcess, prompt: str) -> socket.socket:
+    body = json.dumps({"model": "demo-1", "messages": [{"role": "user", "content": prompt}], "stream": True})
+    port = int(sim.url.rsplit(":", 1)[1])
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+    )
+    assert client.recv(4096).startswith(b"HTTP/1.1 200")
+    return client
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "reset"])
+def test_a_client_hanging_up_mid_stream_is_recorded_with_its_moment(
+    sim: SimulatorProcess, reset: bool
+) -> None:
+    prompt = f"Hang up on me [sim tokens=500 tps=100] {reset}"
+    client = open_stream(sim, prompt)
+    if reset:
+        # Linger zero: close sends RST, as a client does that closes with bytes unread.
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+    else:
+        client.shutdown(socket.SHUT_WR)  # FIN, the other way to hang up
+
+    record = wait_until(lambda: (r := sim.last())["ended_at"] and r)
+    client.close()
+    assert record["prompt"] == prompt
+    assert record["outcome"] == "client closed"
+    assert record["client_closed_at"] is not None
+    assert len(record["token_times"]) < 500
