@@ -207,6 +207,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(rendering.composer_html(error=str(exc)))
 
     async def _stop(self) -> None:
+        # The owners of the replies this page follows are told at once; recording the
+        # request takes two database round trips, and covers a reply the page has not
+        # heard of yet.
+        for reply_id in list(self.offsets):
+            await services.tell_owner_to_stop(self.conversation_id, reply_id, self.workers[reply_id])
         for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
             await services.stop_reply(reply)
 
@@ -296,6 +301,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(rendering.body_html(event["id"], event["text"]))
 
     async def reply_note(self, event: dict[str, Any]) -> None:
+        if event["id"] not in self.offsets:
+            return  # ended already: a late "Stopping…" must not outlast the final frame
         html = rendering.note_html(event["id"], event["note"])
         if event["note"].startswith("Stopping"):
             html += rendering.stop_button_html(stopping=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 
 import nh3
 from django.template.loader import render_to_string
@@ -19,6 +19,7 @@ from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
@@ -37,11 +38,18 @@ ALLOWED_ATTRIBUTES = {
 ALIGNMENTS = {"align-left", "align-center", "align-right"}
 
 
-def _highlight(code: str, lang: str, _attrs: str) -> str:
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Lexer:
+    # Finding a lexer by name walks Pygments' registry; a lexer holds only its options.
+    # Bounded: the names come from model output.
     try:
-        lexer = get_lexer_by_name(lang or "text")
+        return get_lexer_by_name(lang or "text")
     except ClassNotFound:
-        lexer = get_lexer_by_name("text")
+        return get_lexer_by_name("text")
+
+
+def _highlight(code: str, lang: str, _attrs: str) -> str:
+    lexer = _lexer(lang.lower()[:40])
     spans = highlight(code, lexer, HtmlFormatter(nowrap=True))
     language = escape(lexer.aliases[0] if lexer.aliases else "text")
     # Starts with <pre, so markdown-it takes it as the whole block.

@@ -306,9 +306,18 @@ async def stop_reply(reply: Message) -> None:
 async def notify_stop_requested(reply: Message) -> None:
     # The request is recorded first, so a dropped channel message still takes effect at
     # the owner's next heartbeat.
-    await notify_status(reply.conversation_id, reply.pk, "Stopping…")
+    await tell_owner_to_stop(reply.conversation_id, reply.pk, reply.worker_channel)
+
+
+async def tell_owner_to_stop(conversation_id: int, reply_id: int, worker_channel: str) -> None:
+    """Show "Stopping…" and ask the worker that owns the reply to stop it; repeats are harmless.
+
+    The note is sent first, so it is queued for every page ahead of the final frame the
+    stop leads to.
+    """
+    await notify_status(conversation_id, reply_id, "Stopping…")
     with contextlib.suppress(ChannelFull):
-        await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
+        await get_channel_layer().send(worker_channel, {"type": "reply.stop", "id": reply_id})
 
 
 async def interrupt_stale_replies() -> None:

@@ -107,7 +107,9 @@ TEMPLATES = [
 ]
 
 # CONN_MAX_AGE=0 under ASGI: persistent connections leak across the threads that
-# sync_to_async uses; PostgreSQL gets psycopg 3's pool instead.
+# sync_to_async uses; PostgreSQL gets psycopg 3's pool instead. SQLite is the exception
+# below: a connection costs no server and every database call of a worker runs on the
+# one thread of thread-sensitive sync_to_async, so it keeps that one connection.
 DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
@@ -116,6 +118,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "timeout": 10,
     }
 else:
+    # Opening one runs the PRAGMAs and registers Django's SQL functions: done on every
+    # call, that was more of the benchmark's database profile than the queries were.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,
@@ -152,7 +157,8 @@ if REDIS_URL := env_str("REDIS_URL"):
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' in-memory layer, with its expiry sweep run once a second (chat/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.SweptInMemoryChannelLayer"}}
 
 # Login attempts are throttled per username and address (django-axes).
 AUTHENTICATION_BACKENDS = [

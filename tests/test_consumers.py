@@ -123,6 +123,43 @@ async def test_stop_cancels_the_reply_and_closes_the_upstream(sim: SimulatorProc
     await communicator.disconnect()
 
 
+async def test_a_page_tells_the_owner_of_a_reply_it_follows_to_stop_without_the_database(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "d1"}))
+    await frames_until(communicator, r"beforeend:#message-")
+    # As if the database had not answered yet: the page still knows the reply and its owner.
+    monkeypatch.setattr("chat.consumers.get_active_replies", lambda conversation_id: [])
+
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+
+    assert sim.last()["outcome"] == "client closed"
+    await communicator.disconnect()
+
+
+async def test_a_stopping_note_that_comes_after_the_final_frame_is_not_shown(sim: SimulatorProcess) -> None:
+    from chat import services
+
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Short [sim tokens=5 tps=100]", "client_id": "n1"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+    while not await communicator.receive_nothing(0.3):  # the title and the sidebar
+        await communicator.receive_from(1)
+    reply = await reply_of(conversation)
+
+    # A Stop recorded by another worker just as this reply ended: its note lands late.
+    await services.notify_status(conversation.pk, reply.pk, "Stopping…")
+
+    assert await communicator.receive_nothing(0.5)
+    await communicator.disconnect()
+
+
 async def test_an_upstream_that_fails_leaves_an_error_with_a_reason(sim: SimulatorProcess) -> None:
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
