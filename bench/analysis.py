@@ -12,7 +12,6 @@ import html
 import json
 import math
 import re
-import zlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
@@ -79,9 +78,9 @@ class WsParsed:
     final_plain: str | None = None
     final_frame: str = ""
     final_at: float = 0.0
+    # Uncompressed: payloads plus frame headers, as they would travel without permessage-deflate.
     bytes_total: int = 0
     bytes_deltas: int = 0
-    bytes_deflate: int = 0
     frames: int = 0
     snapshots: int = 0
     problems: list[str] = field(default_factory=list)
@@ -89,14 +88,10 @@ class WsParsed:
 
 def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
     parsed = WsParsed()
-    deflate = zlib.compressobj(wbits=-15)
     for when, message in frames:
         payload = message.encode()
         parsed.frames += 1
         parsed.bytes_total += ws_frame_bytes(payload)
-        # What permessage-deflate (RFC 7692, context takeover) would put on the wire.
-        squeezed = deflate.compress(payload) + deflate.flush(zlib.Z_SYNC_FLUSH)
-        parsed.bytes_deflate += ws_frame_bytes(squeezed[:-4])
         if parsed.reply_id is None and (m := APPENDED_REPLY.search(message)):
             parsed.reply_id = int(m.group(1))
         if (m := DELTA.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:

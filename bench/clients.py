@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.scaleout.clients import CountingConnection
+
 SIM_MODEL = "demo-1"
 
 
@@ -54,6 +56,8 @@ class WsRun(Run):
     base_url: str = ""
     cookie: str = ""
     frames: list[tuple[float, str]] = field(default_factory=list)
+    # Bytes off the socket, compressed as they travel, from the send to the final frame.
+    wire_bytes: int = 0
 
 
 @dataclass
@@ -61,25 +65,27 @@ class FloorRun(Run):
     reads: list[tuple[float, bytes]] = field(default_factory=list)
 
 
-async def open_ws(run: WsRun) -> ClientConnection:
+async def open_ws(run: WsRun) -> CountingConnection:
+    """A socket like a browser's: it offers permessage-deflate, as browsers do."""
     url = run.base_url.replace("http://", "ws://") + f"/ws/conversations/{run.conversation_id}/"
     return await connect(
         url,
         additional_headers={"Cookie": run.cookie},
         origin=run.base_url,  # type: ignore[arg-type]
-        compression=None,
+        create_connection=CountingConnection,
         max_size=None,
         open_timeout=60,
         ping_interval=None,
     )
 
 
-async def drive_ws(run: WsRun, ws: ClientConnection, start_at: float, deadline: float) -> None:
+async def drive_ws(run: WsRun, ws: CountingConnection, start_at: float, deadline: float) -> None:
     """Send the message at ``start_at``, read to the final frame, press Stop if asked."""
     stopper: asyncio.Task[None] | None = None
     try:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         run.sent_at = time.time()
+        received_before = ws.received
         await ws.send(json.dumps({"message": run.prompt, "client_id": uuid.uuid4().hex}))
         if run.stop_after is not None:
             stopper = asyncio.create_task(_press_stop(run, ws))
@@ -88,6 +94,7 @@ async def drive_ws(run: WsRun, ws: ClientConnection, start_at: float, deadline: 
                 run.frames.append((time.time(), message if isinstance(message, str) else message.decode()))
                 if run.frames[-1][1].startswith("<article"):
                     run.done = True
+                    run.wire_bytes = ws.received - received_before
                     break
     except TimeoutError:
         run.error = "timed out before the final frame"

@@ -120,7 +120,7 @@ def relay_tally(
 ) -> tuple[Tally, dict]:
     tally, prompts = Tally(), by_prompt(records)
     upstream_tokens = sum(len(r["token_times"]) for r in records)
-    bytes_total = bytes_deltas = bytes_deflate = chars = snapshots = 0
+    bytes_wire = bytes_total = bytes_deltas = chars = snapshots = 0
     writes: list[int] = []
     excess: list[float] = []
     for run in runs:
@@ -140,9 +140,9 @@ def relay_tally(
         if saved["status"] == "complete":
             tally.completed += 1
             if text:  # the whole reply, whether deltas or the final frame brought its end
+                bytes_wire += run.wire_bytes
                 bytes_total += parsed.bytes_total
                 bytes_deltas += parsed.bytes_deltas
-                bytes_deflate += parsed.bytes_deflate
                 chars += len(text)
         elif saved["status"] == "cancelled" and run.stop_at is not None:
             tally.stopped += 1
@@ -152,9 +152,9 @@ def relay_tally(
         if record is not None and record.get("ended_at"):
             excess.append(saved["writes"] - (record["ended_at"] - record["started_at"]))
     extra = {
-        "bytes_per_char": round(bytes_total / chars, 3) if chars else None,
+        "bytes_per_char": round(bytes_wire / chars, 3) if chars else None,
+        "uncompressed_bytes_per_char": round(bytes_total / chars, 3) if chars else None,
         "delta_bytes_per_char": round(bytes_deltas / chars, 3) if chars else None,
-        "deflate_bytes_per_char": round(bytes_deflate / chars, 3) if chars else None,
         "reply_chars_mean": round(chars / max(1, tally.completed)),
         "db_writes_per_reply": round(sum(writes) / len(writes), 2) if writes else None,
         "db_writes_per_reply_max": max(writes, default=None),

@@ -213,9 +213,9 @@ def _per_reply(runs: list[WsRun], records: list[dict[str, Any]]) -> list[dict[st
                 {
                     "chars": n,
                     "frames": parsed.frames,
-                    "bytes_per_char": round(parsed.bytes_total / n, 3),
+                    "bytes_per_char": round(run.wire_bytes / n, 3),
+                    "uncompressed_bytes_per_char": round(parsed.bytes_total / n, 3),
                     "delta_bytes_per_char": round(parsed.bytes_deltas / n, 3),
-                    "deflate_bytes_per_char": round(parsed.bytes_deflate / n, 3),
                 }
             )
     return rows

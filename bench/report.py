@@ -142,7 +142,7 @@ def markdown(result: dict[str, Any]) -> str:
         if long := entry.get("long_replies"):
             flat = ", ".join(
                 f"{r['chars']:,} chars: {r['bytes_per_char']} B/char "
-                f"({r['deflate_bytes_per_char']} with permessage-deflate)"
+                f"({r['uncompressed_bytes_per_char']} uncompressed)"
                 for r in long["per_reply"]
             )
             lines.append(f"\nBytes per character as replies grow ({entry['name']}): {flat}.")

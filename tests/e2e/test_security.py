@@ -79,7 +79,9 @@ def test_a_hostile_error_text_from_the_upstream_stays_text(page: Page, sim: Simu
     payload = PAYLOADS.replace('"', "'")
     send(page, f'mid-stream [sim tokens=20 tps=100 fail=error after=5 message="{payload}"]')
     expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
-    expect(last_reply(page).locator(".error-text")).to_contain_text("<script>window.pwned = 'script'</script>")
+    expect(last_reply(page).locator(".error-text")).to_contain_text(
+        "<script>window.pwned = 'script'</script>"
+    )
 
     send(page, f'before the stream [sim fail=status status=400 message="{payload}"]')
     expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)

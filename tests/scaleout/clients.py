@@ -27,6 +27,16 @@ DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*?)</div
 SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*?)</div>', re.S)
 
 
+class CountingConnection(ClientConnection):
+    """A websocket client connection that counts the bytes it reads off the socket."""
+
+    received = 0
+
+    def data_received(self, data: bytes) -> None:
+        self.received += len(data)
+        super().data_received(data)
+
+
 def upstream_request(sim: SimulatorProcess, message: str) -> dict[str, Any]:
     """The simulator's record of the reply to ``message``.
 
