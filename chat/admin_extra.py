@@ -112,6 +112,11 @@ class LiveReplyAdmin(admin.ModelAdmin):
     def has_stop_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("chat.stop_reply")
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list only: a reply's own page would show its text, which only a transcript
+        # shows, to those allowed, with an access record.
+        return obj is None and super().has_view_permission(request)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -17,6 +17,9 @@ from chat.models import Conversation, Message
 from chat.providers import accepts_images
 from chat.providers.config import get_providers
 
+# The image URL column's length.
+MAX_IMAGE_URL = Message._meta.get_field("image_url").max_length
+
 
 class ChatError(Exception):
     """Bad input from a person: shown to them, nothing is written."""
@@ -30,14 +33,25 @@ def check_message(text: str, image_url: str = "") -> tuple[str, str]:
         raise ChatError(
             f"That message is {len(text):,} characters; the limit is {settings.CHAT_MAX_MESSAGE_CHARS:,}."
         )
-    if image_url and (urlsplit(image_url).scheme not in {"http", "https"} or not urlsplit(image_url).netloc):
-        raise ChatError("The image URL must be an http:// or https:// address.")
+    if image_url:
+        check_image_url(image_url)
     return text, image_url
+
+
+def check_image_url(url: str) -> None:
+    if len(url) > MAX_IMAGE_URL:
+        raise ChatError(f"The image URL is {len(url):,} characters; the limit is {MAX_IMAGE_URL:,}.")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, for one
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ChatError("The image URL must be an http:// or https:// address.")
 
 
 def check_image(conversation: Conversation, image_url: str) -> None:
     provider = get_providers().get(conversation.provider)
-    if image_url and provider and not accepts_images(provider.dialect):
+    if image_url and provider and not accepts_images(provider, conversation.model):
         raise ChatError(
             f"{conversation.model} cannot take an image: remove the image URL or pick another model."
         )
@@ -74,9 +88,14 @@ def check_branch(conversation: Conversation, message_id: int, role: str = "") ->
     message = Message.objects.filter(pk=message_id, conversation=conversation).first()
     if message is None or (role and message.role != role):
         raise ChatError("That message is not in this conversation.")
-    if Message.objects.active().filter(conversation=conversation).exists():
-        raise ChatError("A reply is still being written here: wait for it, or press Stop, first.")
+    check_no_reply_running(conversation)
     return message
+
+
+def check_no_reply_running(conversation: Conversation, besides: int | None = None) -> None:
+    """One reply at a time in a conversation: the next turn needs the whole of this one."""
+    if Message.objects.active().filter(conversation=conversation).exclude(pk=besides).exists():
+        raise ChatError("A reply is still being written here: wait for it, or press Stop, first.")
 
 
 def check_model_choice(choice: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db.models import Q
 
 from chat import conversations, rendering, services, threads
 from chat.models import Conversation, Message
@@ -55,22 +56,31 @@ def get_active_replies(conversation_id: int) -> list[Message]:
 
 
 def changed_since(conversation_id: int, since: float | None) -> bool:
-    """Whether the page, drawn at ``since``, may show something that is no longer true."""
+    """Whether the page, drawn at ``since``, may lack a message or show one that has ended.
+
+    A reply still being written is brought level by a snapshot instead.
+    """
     if since is None:
         return False
     after = datetime.fromtimestamp(since, tz=UTC)
+    ended = Q(updated_at__gt=after) & ~Q(status__in=Message.ACTIVE)
     return (
-        Message.objects.filter(conversation_id=conversation_id, updated_at__gt=after)
-        .exclude(status__in=Message.ACTIVE)
+        Message.objects.filter(conversation_id=conversation_id)
+        .filter(Q(created_at__gt=after) | ended)
         .exists()
     )
 
 
 def page_time(query_string: bytes) -> float | None:
+    """When the page was drawn, from its socket's ``since``; None unless a past moment.
+
+    An hour's grace: the page may come from a worker whose clock runs a little ahead.
+    """
     try:
-        return float(parse_qs(query_string.decode())["since"][0])
+        since = float(parse_qs(query_string.decode())["since"][0])
     except (KeyError, ValueError, UnicodeDecodeError, OverflowError):
         return None
+    return since if 0 <= since <= time.time() + 3600 else None
 
 
 async def close_all_for_restart() -> None:
@@ -103,6 +113,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.snapshot_asked: dict[int, float] = {}
         self.heard: dict[int, float] = {}
         self.redrawn: set[int] = set()
+        # Replies this page asked for, until their "added" frame or a redraw shows them,
+        # and the messages it shows: a frame from before a redraw must not add them twice.
+        self.unseen: dict[int, float] = {}
+        self.drawn: set[int] = set()
         self.user_group = services.user_group(user.pk)
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -147,12 +161,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         try:
             data = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
             await self.send(rendering.composer_html(error="The page sent a frame the server cannot read."))
             return
         action = data.get("action", "send")
+        if not isinstance(action, str):
+            action = repr(action)
         if action == "send":
             await self._send_message(data)
         elif action == "stop":
@@ -171,7 +187,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         text = str(data.get("message", ""))
         try:
-            await services.send_message(
+            reply = await services.send_message(
                 conversation,
                 text,
                 client_id=str(data.get("client_id", ""))[:64],
@@ -180,6 +196,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc), text=text))
             return
+        self._expect(reply)
         await self.send(rendering.composer_html())
 
     async def _change_version(self, action: str, data: dict[str, Any]) -> None:
@@ -195,16 +212,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not isinstance(message_id, int):
                 raise services.ChatError("That message is not in this conversation.")
             if action in {"regenerate", "retry"}:
-                await services.regenerate_reply(conversation, message_id, client_id=client_id)
+                self._expect(await services.regenerate_reply(conversation, message_id, client_id=client_id))
             elif action == "continue":
-                await services.continue_reply(conversation, message_id, client_id=client_id)
+                self._expect(await services.continue_reply(conversation, message_id, client_id=client_id))
             elif action == "edit":
                 text = str(data.get("message", ""))
-                await services.edit_and_resend(conversation, message_id, text, client_id=client_id)
+                self._expect(
+                    await services.edit_and_resend(conversation, message_id, text, client_id=client_id)
+                )
             else:
                 await services.select_version(conversation, message_id)
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc)))
+
+    def _expect(self, reply: Message | None) -> None:
+        """A reply this page started: it is shown by a frame through the channel layer,
+        which may drop it, and then the page is redrawn (see ``_look_up_quiet_replies``)."""
+        if reply is not None:
+            self.unseen[reply.pk] = time.monotonic()
 
     async def _stop(self) -> None:
         # The owners of the replies this page follows are told at once; recording the
@@ -229,15 +254,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.warning("the channel of reply %s is full; its snapshot is asked for later", reply.pk)
 
     async def _look_up_quiet_replies(self) -> None:
-        """End on the page each followed reply whose final frame the channel layer dropped."""
+        """End on the page each followed reply whose final frame the channel layer dropped,
+        and redraw a page that never got the frame showing a reply it started."""
         while True:
             await asyncio.sleep(QUIET_AFTER)
             now = time.monotonic()
-            quiet = [i for i in self.offsets if now - self.heard.setdefault(i, now) >= QUIET_AFTER]
-            if not quiet:
-                continue
             try:
-                for message in await database_sync_to_async(get_messages)(quiet):
+                if any(now - asked >= QUIET_AFTER for asked in self.unseen.values()):
+                    await self.chat_thread_changed({})
+                quiet = [i for i in self.offsets if now - self.heard.setdefault(i, now) >= QUIET_AFTER]
+                for message in await database_sync_to_async(get_messages)(quiet) if quiet else []:
                     self.heard[message.pk] = now
                     if not message.is_active:
                         await self.reply_final({"id": message.pk})
@@ -247,7 +273,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Group events
 
     async def chat_messages_added(self, event: dict[str, Any]) -> None:
-        messages = await database_sync_to_async(get_messages)(event["ids"])
+        ids = [i for i in event["ids"] if i not in self.drawn]
+        if not ids:
+            return
+        self.drawn.update(ids)
+        for reply_id in ids:
+            self.unseen.pop(reply_id, None)
+        messages = await database_sync_to_async(get_messages)(ids)
         html = rendering.messages_appended(messages)
         for message in messages:
             if message.is_active:
@@ -258,6 +290,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_thread_changed(self, event: dict[str, Any]) -> None:
         path = await database_sync_to_async(threads.visible_path)(self.conversation_id)
+        self.unseen.clear()
+        self.drawn.update(m.pk for m in path)
         await self.send(rendering.thread_html(path))
         for message in path:
             if message.is_active:

@@ -6,9 +6,11 @@ its owner with ``services.notify_sidebar``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
@@ -61,7 +63,9 @@ def do_delete_conversation(conversation: Conversation) -> list[Message]:
 
 async def notify_deleted(user_id: int, running: list[Message]) -> None:
     for reply in running:
-        await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
+        # A dropped message still takes effect: the owner's next save finds no row and stops.
+        with contextlib.suppress(ChannelFull):
+            await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
     await notify_sidebar(user_id)
 
 

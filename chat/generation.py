@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
@@ -274,8 +275,11 @@ class Runner:
                 continue
             try:
                 await self._answer(layer, message)
+            except ChannelFull:
+                # Lost like a dropped frame: the page asks again.
+                logger.warning("the page asking for reply %s has a full channel", message.get("id"))
             except Exception:
-                # A full or vanished reply_to channel must not end the listening.
+                # A vanished reply_to channel must not end the listening.
                 logger.exception("answering %s failed", message.get("type"))
 
     async def _answer(self, layer: BaseChannelLayer, message: dict) -> None:

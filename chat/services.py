@@ -28,6 +28,7 @@ from chat.checks import (
     check_branch,
     check_image,
     check_message,
+    check_no_reply_running,
     check_rate,
     check_reply_cap,
 )
@@ -60,7 +61,8 @@ def do_start_reply(
 ) -> tuple[Message, Message] | None:
     """The person's message after the last one shown, and a pending reply.
 
-    None when ``client_id`` was seen before; ``ChatError`` past the concurrent reply cap.
+    None when ``client_id`` was seen before; ``ChatError`` past the concurrent reply cap or
+    while a reply in this conversation is still being written.
     """
     with transaction.atomic():
         parent_id = threads.shape_of(conversation.pk).last
@@ -68,6 +70,8 @@ def do_start_reply(
             conversation, parent_id, text, image_url, client_id=client_id, worker_channel=worker_channel
         )
         if created:
+            # After the write, so a repeated client_id stays a silent repeat, not an error.
+            check_no_reply_running(conversation, besides=created[1].pk)
             # Conditional: a title the model or the person wrote meanwhile stays.
             Conversation.objects.filter(pk=conversation.pk, title="").update(title=first_words(text))
     return created

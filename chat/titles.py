@@ -1,8 +1,8 @@
 """Conversation titles: the first words at once, then one the model writes after its first reply.
 
-The model is asked with a short request of its own (the first message and an
-instruction, read only up to the first line); if that fails or is slow, the first words
-stay. A title the person set is never replaced.
+The model is asked with a short request of its own (the first message, the beginning of
+its answer and an instruction, read only up to the first line); if that fails or is slow,
+the first words stay. A title the person set is never replaced.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from chat.upstream import stream_events
 logger = logging.getLogger(__name__)
 
 TITLE_INSTRUCTION = (
-    "Write a title of at most six words for a conversation that begins with the next message. "
+    "Write a title of at most six words for a conversation that begins with the exchange below. "
     "Reply with the title only, on one line, without quotes."
 )
+# Enough of the first answer to tell what the conversation is about.
+ANSWER_EXCERPT = 600
 TITLE_TIMEOUT = 8.0
 # Enough for a title; the rest of a long answer is never read.
 MAX_READ = 300
@@ -41,14 +43,15 @@ def clean_title(text: str) -> str:
     return first_words(line)
 
 
-def first_exchange(reply_id: int) -> tuple[Conversation, Message] | None:
-    """The conversation and its first message, if ``reply`` answers it and no title was set."""
+def first_exchange(reply_id: int) -> tuple[Conversation, Message, Message] | None:
+    """The conversation, its first message and ``reply``, if it answers that message and
+    no title was set."""
     reply = Message.objects.select_related("conversation", "parent").filter(pk=reply_id).first()
     if reply is None or reply.parent is None or reply.parent.parent_id is not None:
         return None
     if reply.conversation.title != first_words(reply.parent.content):
         return None
-    return reply.conversation, reply.parent
+    return reply.conversation, reply.parent, reply
 
 
 def do_set_title(conversation_id: int, expected: str, title: str) -> bool:
@@ -56,9 +59,13 @@ def do_set_title(conversation_id: int, expected: str, title: str) -> bool:
     return bool(Conversation.objects.filter(pk=conversation_id, title=expected).update(title=title))
 
 
-async def ask_for_title(provider: Provider, model: str, message: str) -> str:
+def title_request(message: str, answer: str) -> str:
+    return f"Message: {message}\n\nAnswer: {answer[:ANSWER_EXCERPT]}"
+
+
+async def ask_for_title(provider: Provider, model: str, message: str, answer: str) -> str:
     text = ""
-    events = stream_events(provider, model, [Turn("user", message)], TITLE_INSTRUCTION)
+    events = stream_events(provider, model, [Turn("user", title_request(message, answer))], TITLE_INSTRUCTION)
     # aclosing: leaving early closes the upstream request at once.
     async with contextlib.aclosing(events):
         async for event in events:
@@ -74,13 +81,14 @@ async def name_conversation(reply_id: int) -> None:
     found = await database_sync_to_async(first_exchange)(reply_id)
     if found is None:
         return
-    conversation, message = found
+    conversation, message, reply = found
     provider = get_providers().get(conversation.provider)
     if provider is None:
         return
     try:
         async with asyncio.timeout(TITLE_TIMEOUT):
-            title = clean_title(await ask_for_title(provider, conversation.model, message.content))
+            written = await ask_for_title(provider, conversation.model, message.content, reply.content)
+            title = clean_title(written)
     except Exception as exc:
         # The first words are a fine title; a failed title request is no one's problem.
         logger.info("no title for conversation %s: %r", conversation.pk, exc)

@@ -148,6 +148,17 @@ async def _attempt(
             yield event
 
 
+def without_key(error: UpstreamError, provider: Provider) -> UpstreamError:
+    """The error as the person may read it: with the provider's key cut out, should the
+    upstream have echoed it (some repeat a rejected key in their message)."""
+    key = provider.api_key()
+    if len(key) < 8 or key not in error.message:
+        return error
+    return UpstreamError(
+        error.message.replace(key, "[the API key]"), retryable=error.retryable, retry_after=error.retry_after
+    )
+
+
 async def stream_events(
     provider: Provider,
     model: str,
@@ -183,6 +194,7 @@ async def stream_events(
             error = UpstreamError(f"the connection to the upstream dropped ({exc})")
         except httpx.HTTPError as exc:
             error = UpstreamError(f"the request to the upstream failed ({exc})")
+        error = without_key(error, provider)
         attempt += 1
         if started or not error.retryable or attempt >= settings.CHAT_MAX_ATTEMPTS:
             raise error

@@ -92,7 +92,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 def model_accepts_images(conversation: Conversation) -> bool:
     provider = get_providers().get(conversation.provider)
-    return provider is not None and accepts_images(provider.dialect)
+    return provider is not None and accepts_images(provider, conversation.model)
 
 
 @require_POST

@@ -103,6 +103,17 @@ def test_live_replies_cannot_be_added_edited_or_deleted(admin_client) -> None:
     assert reply.content == "Partial"
 
 
+def test_a_live_reply_has_no_page_of_its_own_that_would_show_its_text(client, admin_client) -> None:
+    reply = streaming_reply(make_user("alice"), "Secret words so far", "replies.worker-a!1")
+    client.force_login(make_user("watcher", staff=True, perms=("chat.view_livereply",)))
+
+    for viewer in (client, admin_client):
+        page = viewer.get(reverse("admin:chat_livereply_change", args=[reply.pk]))
+        assert page.status_code == 403
+        assert b"Secret words" not in page.content
+        assert viewer.get(LIVE).status_code == 200
+
+
 def test_a_non_staff_user_gets_no_live_list(client) -> None:
     client.force_login(make_user("alice"))
     assert client.get(LIVE)["Location"].startswith(reverse("admin:login"))

@@ -103,6 +103,45 @@ async def test_a_repeated_client_id_is_sent_once(sim: SimulatorProcess) -> None:
     await communicator.disconnect()
 
 
+async def test_a_message_sent_while_a_reply_is_written_here_is_refused_and_kept_in_the_box(
+    sim: SimulatorProcess,
+) -> None:
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "w1"}))
+    await frames_until(communicator, r"beforeend:#message-")
+
+    await communicator.send_to(json.dumps({"message": "And another thing", "client_id": "w2"}))
+    refusal = (await frames_until(communicator, 'role="alert"'))[-1]
+
+    assert "A reply is still being written here" in refusal
+    assert "And another thing" in refusal
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    await frames_until(communicator, r'data-status="cancelled"')
+    await communicator.disconnect()
+
+
+async def test_messages_past_the_rate_limit_are_refused_where_they_are_sent(
+    sim: SimulatorProcess, settings
+) -> None:
+    settings.CHAT_MESSAGES_PER_MINUTE = 1
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "One [sim tokens=3 tps=100]", "client_id": "m1"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+
+    await communicator.send_to(json.dumps({"message": "Two", "client_id": "m2"}))
+    refusal = (await frames_until(communicator, 'role="alert"'))[-1]
+
+    assert "faster than allowed" in refusal
+    assert await Message.objects.filter(conversation=conversation).acount() == 2
+    assert len(sim.requests()) == 1
+    await communicator.disconnect()
+
+
 async def test_stop_cancels_the_reply_and_closes_the_upstream(sim: SimulatorProcess) -> None:
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
@@ -221,6 +260,30 @@ async def test_bad_frames_get_a_clear_error_and_change_nothing(
         json.dumps({"message": "still usable [sim tokens=3 tps=100]", "client_id": "ok"})
     )
     await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+    await communicator.disconnect()
+
+
+async def test_a_page_that_never_gets_the_frames_of_the_reply_it_asked_for_is_redrawn(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import services
+
+    async def dropped(*args, **kwargs) -> None:
+        """What a full channel does with a frame: nothing, and no error."""
+
+    for notify in ("notify_messages_added", "notify_delta", "notify_final"):
+        monkeypatch.setattr(services, notify, dropped)
+    monkeypatch.setattr("chat.consumers.QUIET_AFTER", 0.5)
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+
+    await communicator.send_to(json.dumps({"message": "Hi [sim tokens=5 tps=100]", "client_id": "x1"}))
+    frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+
+    reply = await reply_of(conversation)
+    assert frames[-1].startswith('<div id="messages" hx-swap-oob="innerHTML">')
+    assert f'id="message-{reply.pk}"' in frames[-1] and "<h2>Hi</h2>" in frames[-1]
     await communicator.disconnect()
 
 

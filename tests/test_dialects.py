@@ -110,13 +110,22 @@ def test_text_delta_sends_prompt_max_tokens_and_temperature_with_bearer_auth() -
     assert request.json == {"prompt": flatten_history(HISTORY, "Sys"), "maxTokens": 500, "temperature": 0.8}
 
 
+def test_a_model_the_providers_file_says_reads_no_images_takes_none() -> None:
+    (chat,) = parse_providers(
+        '[[providers]]\nname = "p"\ndialect = "openai-chat"\nbase_url = "u"\n'
+        'models = ["vision", { name = "text-only", images = false }]'
+    ).values()
+    assert accepts_images(chat, "vision")
+    assert not accepts_images(chat, "text-only")
+
+
 def test_text_delta_leaves_unset_options_to_the_vendor() -> None:
     request = text_delta.build_request(provider("text-delta"), "m", [Turn("user", "Hi")])
     assert request.json == {"prompt": "Hi"}
 
 
 def test_only_text_delta_cannot_take_an_image() -> None:
-    assert {d: accepts_images(d) for d in DIALECTS} == {
+    assert {d: accepts_images(provider(d), "m") for d in DIALECTS} == {
         "openai-chat": True,
         "openai-responses": True,
         "muapi": True,

@@ -89,11 +89,16 @@ async def test_a_websocket_from_another_origin_is_refused(sim) -> None:
     assert not connected
 
 
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(["action", "message", "client_id", "image_url", "id"])
 FRAMES = st.one_of(
     st.text(min_size=1, max_size=300),
-    st.dictionaries(
-        st.sampled_from(["action", "message", "client_id", "image_url", "id"]), st.text(max_size=50)
-    ).map(json.dumps),
+    st.dictionaries(KEYS, st.text(max_size=50)).map(json.dumps),
+    st.dictionaries(KEYS, JSON).map(json.dumps),
     st.dictionaries(st.text(max_size=10), st.integers() | st.none() | st.booleans()).map(json.dumps),
     st.lists(st.integers(), max_size=3).map(json.dumps),
 )
@@ -135,6 +140,52 @@ def test_no_frame_crashes_the_socket(frames: list[str], sim, settings) -> None:
     alice, _ = User.objects.get_or_create(username="alice")
     conversation, _ = Conversation.objects.get_or_create(owner=alice, provider="demo", model="demo-1")
     async_to_sync(_exchange)(alice, conversation.pk, frames)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame",
+    [
+        json.dumps({"action": []}),
+        json.dumps({"action": {"send": 1}}),
+        "[" * 100_000,
+        json.dumps({"message": "hi", "image_url": "http://["}),
+        json.dumps({"message": "hi", "image_url": "https://example.com/" + "a" * 3000}),
+        json.dumps({"action": "regenerate", "id": [1]}),
+    ],
+    ids=["list-action", "object-action", "deep-nesting", "broken-url", "long-url", "list-id"],
+)
+def test_frames_found_to_crash_the_socket_get_an_error_and_change_nothing(frame: str, sim) -> None:
+    from asgiref.sync import async_to_sync
+
+    alice, _ = User.objects.get_or_create(username="alice")
+    conversation, _ = Conversation.objects.get_or_create(owner=alice, provider="demo", model="demo-1")
+    async_to_sync(_exchange)(alice, conversation.pk, [frame, json.dumps({"message": " "})])
+    assert not Message.objects.filter(conversation=conversation).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("since", ["nan", "inf", "-inf", "1e20", "-5", "abc", ""])
+def test_a_socket_with_a_nonsense_page_time_still_works(since: str, sim) -> None:
+    from asgiref.sync import async_to_sync
+    from channels.routing import URLRouter
+
+    from chat.routing import websocket_urlpatterns
+
+    async def exchange(user: User, conversation_id: int) -> None:
+        communicator = WebsocketCommunicator(
+            URLRouter(websocket_urlpatterns), f"/ws/conversations/{conversation_id}/?since={since}"
+        )
+        communicator.scope["user"] = user
+        assert (await communicator.connect())[0]
+        await communicator.send_to(json.dumps({"message": "Hi [sim tokens=3 tps=100]", "client_id": "t"}))
+        while 'data-status="complete"' not in await communicator.receive_from(10):
+            pass
+        await communicator.disconnect()
+
+    alice, _ = User.objects.get_or_create(username="alice")
+    conversation, _ = Conversation.objects.get_or_create(owner=alice, provider="demo", model="demo-1")
+    async_to_sync(exchange)(alice, conversation.pk)
 
 
 def test_deploy_checks_pass_with_production_settings() -> None:

@@ -56,7 +56,10 @@ async def test_the_model_names_the_conversation_after_its_first_reply(sim: Simul
     assert conversation.title == "Otters holding hands"
     (request,) = sim.title_requests()
     assert request["body"]["messages"][0] == {"role": "system", "content": titles.TITLE_INSTRUCTION}
-    assert request["prompt"] == 'Hello [sim text="Otters holding hands" tps=400]'
+    assert (
+        request["prompt"]
+        == 'Message: Hello [sim text="Otters holding hands" tps=400]\n\nAnswer: Otters holding hands'
+    )
 
 
 async def test_the_first_words_stay_when_the_title_request_fails(

@@ -282,3 +282,16 @@ async def test_the_token_limit_is_a_finish_reason_not_an_error(dialect: str, sim
     outcome = await stream(dialect, f"[sim finish=length {FAST}]")
     assert outcome.error is None
     assert Finished("length") in outcome.events
+
+
+@pytest.mark.parametrize("fail", ["fail=status status=401", f"fail=error after=3 {FAST}"])
+async def test_a_key_the_upstream_echoes_in_its_error_is_cut_out(
+    monkeypatch: pytest.MonkeyPatch, fail: str
+) -> None:
+    key = "sk-planted-0123456789abcdef"
+    monkeypatch.setenv("SIM_KEY", key)
+    outcome = await stream("openai-chat", f'[sim {fail} message="Incorrect API key provided: {key}."]')
+
+    assert outcome.error is not None
+    assert key not in outcome.error.message and key not in str(outcome.error)
+    assert "Incorrect API key provided: [the API key]." in outcome.error.message

@@ -3,7 +3,7 @@
 A dialect is pure: ``build_request`` turns a conversation into an HTTP request, and its
 ``Parser`` turns server-sent events into typed events. Neither touches the network, the
 database or a socket; ``chat.upstream`` does the I/O. ``ACCEPTS_IMAGES`` says whether a
-message's image URL can be sent.
+message's image URL can be sent; a model in the providers file may say it reads none.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from chat.providers import muapi, openai_chat, openai_responses, text_delta
+from chat.providers.config import Provider
 
 DIALECTS: dict[str, ModuleType] = {
     "openai-chat": openai_chat,
@@ -20,9 +21,11 @@ DIALECTS: dict[str, ModuleType] = {
 }
 
 
-def accepts_images(dialect: str) -> bool:
-    """Whether a message to a provider of this dialect may carry an image URL.
+def accepts_images(provider: Provider, model: str) -> bool:
+    """Whether a message to this model may carry an image URL: its dialect can send one
+    and the providers file does not say the model reads none.
 
     For the services layer to refuse such a message before anything is stored.
     """
-    return DIALECTS[dialect].ACCEPTS_IMAGES
+    spec = provider.model(model)
+    return DIALECTS[provider.dialect].ACCEPTS_IMAGES and (spec is None or spec.images)

@@ -27,6 +27,8 @@ class ModelSpec:
     name: str
     input_price: Decimal | None = None  # dollars per million input tokens
     output_price: Decimal | None = None
+    # Where the dialect can send an image: ``images = false`` for a model that reads none.
+    images: bool = True
 
     def cost(self, input_tokens: int | None, output_tokens: int | None) -> Decimal | None:
         if self.input_price is None or self.output_price is None:
@@ -60,7 +62,10 @@ def _model(raw: str | dict, provider: str) -> ModelSpec:
     def price(key: str) -> Decimal | None:
         return Decimal(str(raw[key])) if key in raw else None
 
-    return ModelSpec(raw["name"], price("input_price"), price("output_price"))
+    images = raw.get("images", True)
+    if not isinstance(images, bool):
+        raise ProviderConfigError(f"provider {provider!r}: images of {raw['name']!r} must be true or false")
+    return ModelSpec(raw["name"], price("input_price"), price("output_price"), images)
 
 
 def parse_providers(text: str) -> dict[str, Provider]:

@@ -154,7 +154,16 @@ document.addEventListener("scroll", (event) => {
   updateJump();
 }, true);
 
+// A reply's first text marks it streaming, as the server did when that text arrived:
+// htmx swaps whole elements out of band, and cannot change one attribute of another.
+function markStreaming() {
+  document.querySelectorAll("[data-role=assistant][data-status=pending]").forEach((reply) => {
+    if (reply.querySelector(".body").textContent) reply.dataset.status = "streaming";
+  });
+}
+
 document.addEventListener("htmx:wsAfterMessage", () => {
+  markStreaming();
   if (following) scrollToLatest();
   updateJump();
   const title = byId("conversation-title");

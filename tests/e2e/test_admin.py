@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.test_security import MARKDOWN_TRICKS, PAYLOADS, watch_for_attacks
 from tests.servers import PASSWORD, AppServer, manage, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -144,3 +145,53 @@ def test_staff_stop_a_persons_reply_from_the_live_list(page: Page, staff: Page) 
 
     expect(staff.locator(".messagelist")).to_contain_text("Asked 1 reply to stop.")
     expect(last_reply(page)).to_have_attribute("data-status", "cancelled", timeout=5_000)
+
+
+HOSTILE = """
+from django.contrib.auth.models import User
+from chat.models import Conversation, Message
+
+payload = {payload!r}
+chat = Conversation.objects.create(
+    owner=User.objects.get(username="alice"), title="e2e-hostile " + payload,
+    provider="demo", model="demo-1", system_prompt=payload,
+)
+question = Message.objects.create(conversation=chat, role="user", content=payload)
+Message.objects.create(
+    conversation=chat, parent=question, role="assistant", status="complete", content=payload + {tricks!r},
+    provider="demo", model="demo-1",
+)
+Message.objects.create(
+    conversation=chat, parent=question, role="assistant", status="error", content=payload,
+    error="The upstream answered 400: " + payload, provider="demo", model="demo-1",
+)
+"""
+
+
+def assert_nothing_injected(page: Page) -> None:
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#content script, #content img[onerror], #content [hx-get]").count() == 0
+    hrefs = page.locator("#content a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+    assert all(href is None or not href.startswith("javascript") for href in hrefs)
+
+
+def test_hostile_text_in_titles_prompts_messages_and_errors_stays_text_in_the_admin(
+    app: AppServer, staff: Page
+) -> None:
+    manage(app.env, "shell", "-c", HOSTILE.format(payload=PAYLOADS, tricks=" " + MARKDOWN_TRICKS))
+    seen = watch_for_attacks(staff)
+
+    staff.goto("/admin/chat/conversation/?q=e2e-hostile")
+    rows = staff.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("<script>")
+    assert_nothing_injected(staff)
+    rows.first.get_by_role("link", name="Read transcript").click()
+    expect(staff.locator(".turn.assistant")).to_have_count(2)
+    expect(staff.locator(".turn.user").first).to_contain_text('<script>window.pwned = "script"</script>')
+    expect(staff.get_by_text("The upstream answered 400: <script>")).to_be_visible()
+    assert_nothing_injected(staff)
+    for path in ["transcriptaccess/", "conversation/usage/", "livereply/"]:
+        staff.goto(f"/admin/chat/{path}")
+        assert_nothing_injected(staff)
+    assert seen == []

@@ -11,6 +11,7 @@ from tests.servers import SimulatorProcess, wait_until
 RECORD_GROWTH = """
 () => {
   window.growth = [];
+  window.statuses = [];
   const list = document.getElementById("messages");
   new MutationObserver(() => {
     const bodies = list.querySelectorAll("[data-role=assistant] .body");
@@ -18,7 +19,9 @@ RECORD_GROWTH = """
     if (body && body.textContent.length !== window.growth[window.growth.length - 1]) {
       window.growth.push(body.textContent.length);
     }
-  }).observe(list, {childList: true, subtree: true, characterData: true});
+    const status = body && body.closest("[data-status]").dataset.status;
+    if (status && status !== window.statuses[window.statuses.length - 1]) window.statuses.push(status);
+  }).observe(list, {childList: true, subtree: true, characterData: true, attributes: true});
 }
 """
 
@@ -44,6 +47,7 @@ def test_a_reply_streams_in_steps_and_completes_as_markdown(page: Page, sim: Sim
     growth = page.evaluate("window.growth")
     increasing = [n for previous, n in zip([0, *growth], growth, strict=False) if n > previous]
     assert len(increasing) >= 3, growth
+    assert page.evaluate("window.statuses") == ["pending", "streaming", "complete"]
     expect(last_reply(page).locator("h2")).to_have_text("Tell me about streaming")
     expect(page.locator("[data-role=user] .body").last).to_have_text(
         "Tell me about streaming [sim tokens=80 tps=40]"
