@@ -22,6 +22,10 @@ SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*
 APPENDED_REPLY = re.compile(r'<article id="message-(\d+)" class="message assistant"')
 FINAL = re.compile(r'<article id="message-(\d+)"[^>]*data-status="(\w+)"')
 PLAIN_BODY = re.compile(r'<div id="message-\d+-body" class="body plain">(.*?)</div>', re.DOTALL)
+# A redraw of the whole thread, which repairs a page that missed frames the layer dropped.
+THREAD = '<div id="messages" hx-swap-oob="innerHTML">'
+REPLY_ARTICLE = re.compile(r'<article id="message-(\d+)" class="message assistant"[^>]*data-status="(\w+)"')
+ENDED = {"complete", "cancelled", "error", "interrupted"}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -63,6 +67,20 @@ def token_latencies(ends: list[int], emitted: list[float], arrivals: list[tuple[
     return latencies
 
 
+def redrawn_reply(message: str) -> tuple[int, str, int] | None:
+    """In a redraw of the thread, its last reply: id, status and where its article starts."""
+    if not message.startswith(THREAD):
+        return None
+    found = list(REPLY_ARTICLE.finditer(message))
+    return (int(found[-1].group(1)), found[-1].group(2), found[-1].start()) if found else None
+
+
+def ends_reply(message: str) -> bool:
+    """Whether a frame shows the reply ended: its final frame, or a redraw with it ended."""
+    drawn = redrawn_reply(message)
+    return message.startswith("<article") or (drawn is not None and drawn[1] in ENDED)
+
+
 def ws_frame_bytes(payload: bytes) -> int:
     """Bytes of a server-to-client websocket frame: header plus unmasked payload."""
     n = len(payload)
@@ -83,6 +101,7 @@ class WsParsed:
     bytes_deltas: int = 0
     frames: int = 0
     snapshots: int = 0
+    redraws: int = 0
     problems: list[str] = field(default_factory=list)
 
 
@@ -94,7 +113,17 @@ def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
         parsed.bytes_total += ws_frame_bytes(payload)
         if parsed.reply_id is None and (m := APPENDED_REPLY.search(message)):
             parsed.reply_id = int(m.group(1))
-        if (m := DELTA.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
+        if (drawn := redrawn_reply(message)) and drawn[0] == parsed.reply_id:
+            parsed.redraws += 1
+            _, status, start = drawn
+            body = PLAIN_BODY.search(message, start)
+            if status in ENDED:
+                parsed.status, parsed.final_frame, parsed.final_at = status, message[start:], when
+                parsed.final_plain = html.unescape(body.group(1)) if body else None
+            elif body:
+                parsed.text = html.unescape(body.group(1))
+                parsed.arrivals.append((when, len(parsed.text)))
+        elif (m := DELTA.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
             parsed.bytes_deltas += ws_frame_bytes(payload)
             parsed.text += html.unescape(m.group(2))
             parsed.arrivals.append((when, len(parsed.text)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.analysis import ends_reply
 from tests.scaleout.clients import CountingConnection
 
 SIM_MODEL = "demo-1"
@@ -92,7 +93,7 @@ async def drive_ws(run: WsRun, ws: CountingConnection, start_at: float, deadline
         async with asyncio.timeout(max(0.1, deadline - time.time())):
             async for message in ws:
                 run.frames.append((time.time(), message if isinstance(message, str) else message.decode()))
-                if run.frames[-1][1].startswith("<article"):
+                if ends_reply(run.frames[-1][1]):
                     run.done = True
                     run.wire_bytes = ws.received - received_before
                     break

@@ -136,6 +136,8 @@ def report(reply_ids: list[int]) -> dict[str, Any]:
             # What the consumer's final frame must start with: the persisted row rendered, up
             # to the footer (after it come controls with fresh random ids).
             "final_html": rendering.message_html(m, oob=True).split("<footer", 1)[0],
+            # The same in a redraw of the thread, where it is no out-of-band swap.
+            "drawn_html": rendering.message_html(m).split("<footer", 1)[0],
         }
         for m in Message.objects.filter(pk__in=reply_ids)
     }

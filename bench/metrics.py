@@ -98,7 +98,7 @@ def _received(
     """
     problems = list(parsed.problems)
     text, arrivals = parsed.text, list(parsed.arrivals)
-    if not parsed.final_frame.startswith(saved["final_html"]):
+    if not parsed.final_frame.startswith((saved["final_html"], saved["drawn_html"])):
         problems.append("the final frame is not the persisted reply")
     upstream = record["text"] if record else ""
     final = upstream if saved["status"] == "complete" else saved["content"]
@@ -120,7 +120,7 @@ def relay_tally(
 ) -> tuple[Tally, dict]:
     tally, prompts = Tally(), by_prompt(records)
     upstream_tokens = sum(len(r["token_times"]) for r in records)
-    bytes_wire = bytes_total = bytes_deltas = chars = snapshots = 0
+    bytes_wire = bytes_total = bytes_deltas = chars = snapshots = redraws = 0
     writes: list[int] = []
     excess: list[float] = []
     for run in runs:
@@ -130,6 +130,7 @@ def relay_tally(
         parsed = parse_ws(run.frames)
         record = prompts.get(run.prompt)
         snapshots += parsed.snapshots
+        redraws += parsed.redraws
         saved = db["replies"].get(str(parsed.reply_id))
         if saved is None:
             tally.mismatches.append(f"#{run.index}: reply {parsed.reply_id} is not in the database")
@@ -161,6 +162,7 @@ def relay_tally(
         "db_writes_all_rows_per_reply": round(db["writes_total"] / len(runs), 2) if runs else None,
         "db_writes_minus_seconds_max": round(max(excess), 2) if excess else None,
         "snapshots": snapshots,
+        "redraws": redraws,
         "upstream_requests_per_reply": round(len(records) / len(runs), 2) if runs else None,
         "upstream_tokens_not_relayed": upstream_tokens - tally.tokens,
         "replies_with_tail_only_in_final_frame": len(tally.tail_chars),

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from channels.db import database_sync_to_async
 from django.db.models import DecimalField, IntegerField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -59,9 +58,6 @@ def check_budget(user_id: int) -> None:
             f"Daily budget reached: you have spent {dollars(cost)} of your "
             f"{dollars(budget.daily_cost_limit)} today. {renews}"
         )
-
-
-acheck_budget = database_sync_to_async(check_budget)
 
 
 def dollars(value: Decimal) -> str:

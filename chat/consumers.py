@@ -277,8 +277,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not ids:
             return
         self.drawn.update(ids)
-        for reply_id in ids:
-            self.unseen.pop(reply_id, None)
+        for message_id in ids:
+            self.unseen.pop(message_id, None)
         messages = await database_sync_to_async(get_messages)(ids)
         html = rendering.messages_appended(messages)
         for message in messages:

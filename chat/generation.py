@@ -41,8 +41,8 @@ class Job:
     turns: list[Turn]
 
 
-def load_job(reply_id: int) -> Job:
-    reply = Message.objects.select_related("conversation").get(pk=reply_id)
+def load_job(reply: Message) -> Job:
+    """What ``reply`` (its conversation loaded) is to be generated from."""
     # The history follows the reply's own branch (chat.threads), never another version.
     return Job(reply.provider, reply.model, reply.conversation.system_prompt, threads.turns_for(reply))
 
@@ -60,9 +60,10 @@ def sentence(text: str) -> str:
 class Reply:
     """One reply being generated: its text so far and what has been relayed of it."""
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, job: Job) -> None:
         self.id = message.pk
         self.conversation_id = message.conversation_id
+        self.job = job
         self.pieces: list[str] = []
         self.relayed_pieces = 0
         self.relayed_chars = 0
@@ -72,7 +73,6 @@ class Reply:
         self.closing = False
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self.job: Job | None = None
 
     @property
     def relayed_text(self) -> str:
@@ -100,7 +100,6 @@ class Reply:
         flusher = asyncio.create_task(self._flush_loop())
         try:
             async with asyncio.timeout(settings.CHAT_REPLY_DEADLINE):
-                self.job = await database_sync_to_async(load_job)(self.id)
                 result = await self._stream(self.job, started)
         except asyncio.CancelledError:
             if not self.stopping:
@@ -191,9 +190,8 @@ class Reply:
         estimated = output_tokens is None
         if estimated:
             output_tokens = estimate_tokens(content)
-            if self.job is not None:
-                prompt = self.job.system_prompt + "".join(t.content for t in self.job.turns)
-                input_tokens = estimate_tokens(prompt)
+            prompt = self.job.system_prompt + "".join(t.content for t in self.job.turns)
+            input_tokens = estimate_tokens(prompt)
         cost = self._cost(input_tokens, output_tokens)
         await database_sync_to_async(services.do_finish_reply)(
             self.id,
@@ -213,7 +211,7 @@ class Reply:
             await titles.name_conversation(self.id)
 
     def _cost(self, input_tokens: int | None, output_tokens: int | None) -> Decimal | None:
-        if self.job is None or (provider := get_providers().get(self.job.provider)) is None:
+        if (provider := get_providers().get(self.job.provider)) is None:
             return None
         spec = provider.model(self.job.model)
         return spec.cost(input_tokens, output_tokens) if spec else None
@@ -238,8 +236,8 @@ class Runner:
                 self._background.add(task)
         return self._channel
 
-    def launch(self, message: Message) -> Reply:
-        reply = Reply(message)
+    def launch(self, message: Message, job: Job) -> Reply:
+        reply = Reply(message, job)
         reply.task = asyncio.create_task(reply.run(), name=f"reply-{reply.id}")
         self.replies[reply.id] = reply
         reply.task.add_done_callback(lambda _: self.replies.pop(reply.id, None))

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
@@ -33,6 +33,9 @@ from chat.checks import (
     check_reply_cap,
 )
 from chat.models import Conversation, Message
+
+if TYPE_CHECKING:
+    from chat.generation import Job
 
 logger = logging.getLogger(__name__)
 
@@ -276,23 +279,38 @@ async def _start(
 
     A new turn at the end is appended to the pages; anything else redraws them.
     """
-    from chat.budgets import acheck_budget
     from chat.generation import get_runner
 
-    await acheck_budget(conversation.owner_id)
-    await database_sync_to_async(check_rate)(conversation.owner_id)
     runner = get_runner()
-    created = await database_sync_to_async(write)(worker_channel=await runner.channel_name())
-    if created is None:
+    worker_channel = await runner.channel_name()
+    started = await database_sync_to_async(_checked_write)(conversation.owner_id, write, worker_channel)
+    if started is None:
         return None
-    reply = created[-1] if isinstance(created, tuple) else created
-    runner.launch(reply)
+    created, reply, job = started
+    runner.launch(reply, job)
     if append:
         await notify_messages_added(conversation.pk, *created)
     else:
         await notify_thread_changed(conversation.pk)
     await notify_sidebar(conversation.owner_id)
     return reply
+
+
+def _checked_write(
+    owner_id: int, write: Callable[..., Any], worker_channel: str
+) -> tuple[Message | tuple[Message, Message], Message, Job] | None:
+    """The person's limits, the write, its reply and what that is generated from, in one
+    trip to the database thread: every trip is time before the reply's first token."""
+    from chat.budgets import check_budget
+    from chat.generation import load_job
+
+    check_budget(owner_id)
+    check_rate(owner_id)
+    created = write(worker_channel=worker_channel)
+    if created is None:
+        return None
+    reply = created[-1] if isinstance(created, tuple) else created
+    return created, reply, load_job(reply)
 
 
 async def select_version(conversation: Conversation, message_id: int) -> None:

@@ -54,6 +54,16 @@ async def reply_of(conversation: Conversation) -> Message:
     return await Message.objects.filter(conversation=conversation, role="assistant").alast()
 
 
+async def a_reply_streaming() -> tuple[Conversation, WebsocketCommunicator]:
+    """alice's conversation with a long reply streaming, and her page on it."""
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "long"}))
+    await frames_until(communicator, r"beforeend:#message-")
+    return conversation, communicator
+
+
 async def test_an_anonymous_socket_is_refused(sim: SimulatorProcess) -> None:
     owner = await make_user("alice")
     conversation = await make_conversation(owner)
@@ -106,11 +116,7 @@ async def test_a_repeated_client_id_is_sent_once(sim: SimulatorProcess) -> None:
 async def test_a_message_sent_while_a_reply_is_written_here_is_refused_and_kept_in_the_box(
     sim: SimulatorProcess,
 ) -> None:
-    alice = await make_user("alice")
-    conversation = await make_conversation(alice)
-    _, communicator = await connect(alice, conversation.pk)
-    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "w1"}))
-    await frames_until(communicator, r"beforeend:#message-")
+    conversation, communicator = await a_reply_streaming()
 
     await communicator.send_to(json.dumps({"message": "And another thing", "client_id": "w2"}))
     refusal = (await frames_until(communicator, 'role="alert"'))[-1]
@@ -143,11 +149,7 @@ async def test_messages_past_the_rate_limit_are_refused_where_they_are_sent(
 
 
 async def test_stop_cancels_the_reply_and_closes_the_upstream(sim: SimulatorProcess) -> None:
-    alice = await make_user("alice")
-    conversation = await make_conversation(alice)
-    _, communicator = await connect(alice, conversation.pk)
-    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "s1"}))
-    await frames_until(communicator, r"beforeend:#message-")
+    conversation, communicator = await a_reply_streaming()
 
     await communicator.send_to(json.dumps({"action": "stop"}))
     frames = await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
@@ -165,11 +167,7 @@ async def test_stop_cancels_the_reply_and_closes_the_upstream(sim: SimulatorProc
 async def test_a_page_tells_the_owner_of_a_reply_it_follows_to_stop_without_the_database(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = await make_user("alice")
-    conversation = await make_conversation(alice)
-    _, communicator = await connect(alice, conversation.pk)
-    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "d1"}))
-    await frames_until(communicator, r"beforeend:#message-")
+    _, communicator = await a_reply_streaming()
     # As if the database had not answered yet: the page still knows the reply and its owner.
     monkeypatch.setattr("chat.consumers.get_active_replies", lambda conversation_id: [])
 

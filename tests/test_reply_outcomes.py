@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
 from chat import rendering, services
-from chat.generation import Reply
+from chat.generation import Reply, load_job
 from chat.models import Conversation, Message
 from tests.servers import SimulatorProcess
 from tests.streams import SIM_MODELS, sim_providers
@@ -40,7 +40,7 @@ async def run_turn(conversation: Conversation, text: str) -> Message:
     _, message = await database_sync_to_async(services.do_start_reply)(
         conversation, text, client_id="", worker_channel="test"
     )
-    reply = Reply(message)
+    reply = Reply(message, await database_sync_to_async(load_job)(message))
     reply.task = asyncio.create_task(reply.run())
     await reply.task
     return await Message.objects.aget(pk=message.pk)

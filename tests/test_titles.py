@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
 from chat import services, titles
-from chat.generation import Reply
+from chat.generation import Reply, load_job
 from chat.models import Conversation, Message
 from chat.providers.events import UpstreamError
 from tests.servers import SimulatorProcess
@@ -43,7 +43,7 @@ async def run_first_turn(text: str) -> tuple[Conversation, Message]:
     _, message = await database_sync_to_async(services.do_start_reply)(
         conversation, text, client_id="", worker_channel="test"
     )
-    reply = Reply(message)
+    reply = Reply(message, await database_sync_to_async(load_job)(message))
     reply.task = asyncio.create_task(reply.run())
     await reply.task
     return await Conversation.objects.aget(pk=conversation.pk), await Message.objects.aget(pk=message.pk)
