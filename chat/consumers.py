@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import weakref
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -117,6 +118,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # and the messages it shows: a frame from before a redraw must not add them twice.
         self.unseen: dict[int, float] = {}
         self.drawn: set[int] = set()
+        # Sends and other actions that start a reply, running beside this socket's frames;
+        # a Stop read meanwhile stops the reply they start as soon as it exists.
+        self.starting: set[asyncio.Task[None]] = set()
+        self.stop_on_start = False
         self.user_group = services.user_group(user.pk)
         # Join before reading the replies, so no frame falls between the two.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -170,13 +175,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not isinstance(action, str):
             action = repr(action)
         if action == "send":
-            await self._send_message(data)
+            self._start_beside(self._send_message(data))
         elif action == "stop":
             await self._stop()
         elif action in VERSION_ACTIONS:
-            await self._change_version(action, data)
+            self._start_beside(self._change_version(action, data))
         else:
             await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
+
+    def _start_beside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task of its own, so a Stop pressed right after it is read at
+        once rather than after the database writes ``work`` waits on."""
+        task = asyncio.create_task(work)
+        self.starting.add(task)
+        task.add_done_callback(self._done_starting)
+
+    def _done_starting(self, task: asyncio.Task[None]) -> None:
+        self.starting.discard(task)
+        if not self.starting:
+            self.stop_on_start = False
+        if not task.cancelled() and (error := task.exception()) is not None:
+            logger.error("a websocket action failed", exc_info=error)
 
     async def _send_message(self, data: dict[str, Any]) -> None:
         conversation = await database_sync_to_async(get_conversation)(
@@ -196,7 +215,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc), text=text))
             return
-        self._expect(reply)
+        await self._expect(reply)
         await self.send(rendering.composer_html())
 
     async def _change_version(self, action: str, data: dict[str, Any]) -> None:
@@ -212,12 +231,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if not isinstance(message_id, int):
                 raise services.ChatError("That message is not in this conversation.")
             if action in {"regenerate", "retry"}:
-                self._expect(await services.regenerate_reply(conversation, message_id, client_id=client_id))
+                await self._expect(
+                    await services.regenerate_reply(conversation, message_id, client_id=client_id)
+                )
             elif action == "continue":
-                self._expect(await services.continue_reply(conversation, message_id, client_id=client_id))
+                await self._expect(
+                    await services.continue_reply(conversation, message_id, client_id=client_id)
+                )
             elif action == "edit":
                 text = str(data.get("message", ""))
-                self._expect(
+                await self._expect(
                     await services.edit_and_resend(conversation, message_id, text, client_id=client_id)
                 )
             else:
@@ -225,17 +248,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc)))
 
-    def _expect(self, reply: Message | None) -> None:
+    async def _expect(self, reply: Message | None) -> None:
         """A reply this page started: it is shown by a frame through the channel layer,
-        which may drop it, and then the page is redrawn (see ``_look_up_quiet_replies``)."""
-        if reply is not None:
-            self.unseen[reply.pk] = time.monotonic()
+        which may drop it, and then the page is redrawn (see ``_look_up_quiet_replies``).
+        Stopped at once if Stop was pressed while it was being started."""
+        if reply is None:
+            return
+        self.unseen[reply.pk] = time.monotonic()
+        self.workers[reply.pk] = reply.worker_channel
+        if self.stop_on_start:
+            await services.tell_owner_to_stop(self.conversation_id, reply.pk, reply.worker_channel)
 
     async def _stop(self) -> None:
-        # The owners of the replies this page follows are told at once; recording the
-        # request takes two database round trips, and covers a reply the page has not
-        # heard of yet.
-        for reply_id in list(self.offsets):
+        # The owners of the replies this page follows or started are told at once, and a
+        # reply still being started is stopped as soon as it exists; recording the request
+        # takes two database round trips, and covers a reply the page has not heard of.
+        self.stop_on_start = bool(self.starting)
+        for reply_id in {*self.offsets, *self.unseen}:
             await services.tell_owner_to_stop(self.conversation_id, reply_id, self.workers[reply_id])
         for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
             await services.stop_reply(reply)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -175,6 +176,34 @@ async def test_a_page_tells_the_owner_of_a_reply_it_follows_to_stop_without_the_
     await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
 
     assert sim.last()["outcome"] == "client closed"
+    await communicator.disconnect()
+
+
+async def test_stop_pressed_while_the_database_is_slow_stops_the_reply_as_soon_as_it_exists(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import consumers, services
+
+    def slowly(function):
+        def wrapper(*args, **kwargs):
+            time.sleep(1.0)  # a database thread with a long queue, as under heavy load
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(services, "_checked_write", slowly(services._checked_write))
+    monkeypatch.setattr(consumers, "get_active_replies", slowly(consumers.get_active_replies))
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "q1"}))
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+
+    requests = sim.requests()
+    # Stopped before its request went out, or within a few tokens of it: not seconds later.
+    assert requests == [] or len(requests[0]["token_times"]) < 20
     await communicator.disconnect()
 
 
