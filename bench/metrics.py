@@ -38,6 +38,8 @@ class Tally:
     reply_time: list[float] = field(default_factory=list)  # send -> the last character, unstopped replies
     mismatches: list[str] = field(default_factory=list)
     stops_pressed: int = 0
+    stops_before_upstream: int = 0  # cancelled before the simulator had the request
+    stops_too_late: int = 0  # pressed, yet the reply ran to its end
     reply_seconds: float = 0.0  # the upstream's streaming time, summed over replies
     tail_chars: list[int] = field(default_factory=list)  # reply text that came only in the final frame
     tokens: int = 0
@@ -145,8 +147,10 @@ def relay_tally(
                 bytes_total += parsed.bytes_total
                 bytes_deltas += parsed.bytes_deltas
                 chars += len(text)
+            tally.stops_too_late += run.stop_at is not None
         elif saved["status"] == "cancelled" and run.stop_at is not None:
             tally.stopped += 1
+            tally.stops_before_upstream += record is None
         else:
             tally.mismatches.append(f"#{run.index}: reply ended {saved['status']}")
         writes.append(saved["writes"])
@@ -217,6 +221,8 @@ def phase_result(
         "stop_latency_ms": summary(relay.stop_latency),
         # Stops whose close reached the simulator while it still streamed (the others came too late).
         "stops_pressed": relay.stops_pressed,
+        "stops_before_upstream": relay.stops_before_upstream,
+        "stops_too_late": relay.stops_too_late,
         "floor_stop_latency_ms": summary(floor.stop_latency),
         **extra,
         "tokens_relayed": relay.tokens,

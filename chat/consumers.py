@@ -254,7 +254,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         Stopped at once if Stop was pressed while it was being started."""
         if reply is None:
             return
-        self.unseen[reply.pk] = time.monotonic()
+        if reply.pk not in self.drawn:  # its frame may have come before this
+            self.unseen[reply.pk] = time.monotonic()
         self.workers[reply.pk] = reply.worker_channel
         if self.stop_on_start:
             await services.tell_owner_to_stop(self.conversation_id, reply.pk, reply.worker_channel)
@@ -270,9 +271,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await services.stop_reply(reply)
 
     async def _resync(self, reply: Message) -> None:
-        self.offsets[reply.pk] = None
-        self.workers[reply.pk] = reply.worker_channel
-        self.snapshot_asked[reply.pk] = time.monotonic()
+        self._hold_deltas(reply)
         try:
             await self.channel_layer.send(
                 reply.worker_channel,
@@ -281,6 +280,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChannelFull:
             # Lost like a dropped frame: the first frame after SNAPSHOT_PATIENCE asks again.
             logger.warning("the channel of reply %s is full; its snapshot is asked for later", reply.pk)
+
+    def _hold_deltas(self, reply: Message) -> None:
+        """No delta of ``reply`` is applied until a snapshot of it, asked for now."""
+        self.offsets[reply.pk] = None
+        self.workers[reply.pk] = reply.worker_channel
+        self.snapshot_asked[reply.pk] = time.monotonic()
 
     async def _look_up_quiet_replies(self) -> None:
         """End on the page each followed reply whose final frame the channel layer dropped,
@@ -321,12 +326,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         path = await database_sync_to_async(threads.visible_path)(self.conversation_id)
         self.unseen.clear()
         self.drawn.update(m.pk for m in path)
+        active = [m for m in path if m.is_active]
+        # The drawn text is the database's, which may lag or lead what this page was sent:
+        # from here no delta is applied to it until a snapshot brings it level. Held
+        # before anything is awaited, as this may run beside the frames (the watchdog).
+        for message in active:
+            self._hold_deltas(message)
         await self.send(rendering.thread_html(path))
-        for message in path:
-            if message.is_active:
-                await self.send(rendering.announce_html(rendering.announcement(message)))
-                # The drawn text may lag the worker's: a snapshot brings it level.
-                await self._resync(message)
+        for message in active:
+            await self.send(rendering.announce_html(rendering.announcement(message)))
+            await self._resync(message)
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
         recent, current = await database_sync_to_async(get_sidebar)(self.scope["user"], self.conversation_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import time
@@ -311,6 +312,52 @@ async def test_a_page_that_never_gets_the_frames_of_the_reply_it_asked_for_is_re
     reply = await reply_of(conversation)
     assert frames[-1].startswith('<div id="messages" hx-swap-oob="innerHTML">')
     assert f'id="message-{reply.pk}"' in frames[-1] and "<h2>Hi</h2>" in frames[-1]
+    await communicator.disconnect()
+
+
+def shown(text: str, frame: str, reply_id: int) -> str:
+    """The reply's text on a page after ``frame``, as htmx would swap it in."""
+    body = f"message-{reply_id}-body"
+    if frame.startswith('<div id="messages"'):
+        drawn = re.search(rf'<div id="{body}" class="body plain">(.*?)</div>', frame, re.S)
+        return html.unescape(drawn.group(1)) if drawn else text
+    if delta := re.fullmatch(rf'<div hx-swap-oob="beforeend:#{body}">(.*)</div>', frame, re.S):
+        return text + html.unescape(delta.group(1))
+    if snapshot := re.fullmatch(rf'<div id="{body}" hx-swap-oob="innerHTML">(.*)</div>', frame, re.S):
+        return html.unescape(snapshot.group(1))
+    return text
+
+
+async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import consumers
+
+    monkeypatch.setattr(consumers, "QUIET_AFTER", 0.1)
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+    (consumer,) = consumers._open_consumers
+    await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "r"}))
+    await frames_until(communicator, r'class="message assistant"')  # added: no text yet
+    reply = await reply_of(conversation)
+
+    ended = re.compile(rf'<article id="message-{reply.pk}"[^>]*data-status="(complete|cancelled)"')
+    text, seen, redraws = "", [], 0
+    while not ended.search(frame := await communicator.receive_from(10)):
+        if frame.startswith('<div id="messages"'):
+            redraws += 1
+        elif redraws < 10:
+            consumer.unseen[reply.pk] = 0.0  # the watchdog redraws the page, beside the deltas
+        text = shown(text, frame, reply.pk)
+        seen.append(text)
+        if len(text) > 1500:
+            await communicator.send_to(json.dumps({"action": "stop"}))
+
+    await reply.arefresh_from_db()
+    assert redraws >= 5
+    assert all(reply.content.startswith(t) or t.startswith(reply.content) for t in seen)
+    assert all(sim.last()["text"].startswith(t) for t in seen)
     await communicator.disconnect()
 
 
