@@ -307,13 +307,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Group events
 
     async def chat_messages_added(self, event: dict[str, Any]) -> None:
-        ids = [i for i in event["ids"] if i not in self.drawn]
-        if not ids:
+        if not (ids := [i for i in event["ids"] if i not in self.drawn]):
             return
-        self.drawn.update(ids)
-        for message_id in ids:
-            self.unseen.pop(message_id, None)
         messages = await database_sync_to_async(get_messages)(ids)
+        # Asked again: a redraw by the watchdog may have drawn them while this waited.
+        if not (messages := [m for m in messages if m.pk not in self.drawn]):
+            return
+        for message in messages:
+            self.drawn.add(message.pk)
+            self.unseen.pop(message.pk, None)
         html = rendering.messages_appended(messages)
         for message in messages:
             if message.is_active:

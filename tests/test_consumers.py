@@ -361,6 +361,48 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
     await communicator.disconnect()
 
 
+async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import consumers, threads
+
+    def slowly(function):
+        def wrapper(*args, **kwargs):
+            time.sleep(0.6)  # a database thread with a queue, as under load
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    added = consumers.ChatConsumer.chat_messages_added
+
+    async def late(consumer, event) -> None:
+        await asyncio.sleep(0.5)  # a channel layer that is behind
+        await added(consumer, event)
+
+    monkeypatch.setattr(consumers, "QUIET_AFTER", 0.2)
+    monkeypatch.setattr(consumers.ChatConsumer, "chat_messages_added", late)
+    monkeypatch.setattr(consumers, "get_messages", slowly(consumers.get_messages))
+    monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path))
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+
+    await communicator.send_to(json.dumps({"message": "Hi [sim tokens=200 tps=50]", "client_id": "l1"}))
+    drawn: list[str] = []  # the message ids on the page, in order
+    while True:
+        frame = await communicator.receive_from(15)
+        ids = re.findall(r'<article id="(message-\d+)"', frame)
+        if frame.startswith('<div id="messages"'):
+            drawn = ids
+        elif frame.startswith('<div hx-swap-oob="beforeend:#messages">'):
+            drawn += ids
+        assert len(drawn) == len(set(drawn)), drawn
+        if re.search(r'data-role="assistant" data-status="complete"', frame):
+            break
+    assert len(drawn) == 2
+    await communicator.disconnect()
+
+
 async def test_a_page_that_missed_the_end_of_a_reply_is_redrawn_when_it_reconnects(
     sim: SimulatorProcess,
 ) -> None:
