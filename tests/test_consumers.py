@@ -7,6 +7,8 @@ import html
 import json
 import re
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -54,6 +56,16 @@ async def frames_until(communicator: WebsocketCommunicator, pattern: str, wait: 
 
 async def reply_of(conversation: Conversation) -> Message:
     return await Message.objects.filter(conversation=conversation, role="assistant").alast()
+
+
+def slowly(function: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+    """``function`` behind a database thread with a queue, as under heavy load."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return function(*args, **kwargs)
+
+    return wrapper
 
 
 async def a_reply_streaming() -> tuple[Conversation, WebsocketCommunicator]:
@@ -185,15 +197,8 @@ async def test_stop_pressed_while_the_database_is_slow_stops_the_reply_as_soon_a
 ) -> None:
     from chat import consumers, services
 
-    def slowly(function):
-        def wrapper(*args, **kwargs):
-            time.sleep(1.0)  # a database thread with a long queue, as under heavy load
-            return function(*args, **kwargs)
-
-        return wrapper
-
-    monkeypatch.setattr(services, "_checked_write", slowly(services._checked_write))
-    monkeypatch.setattr(consumers, "get_active_replies", slowly(consumers.get_active_replies))
+    monkeypatch.setattr(services, "_checked_write", slowly(services._checked_write, 1.0))
+    monkeypatch.setattr(consumers, "get_active_replies", slowly(consumers.get_active_replies, 1.0))
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
@@ -366,13 +371,6 @@ async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
 ) -> None:
     from chat import consumers, threads
 
-    def slowly(function):
-        def wrapper(*args, **kwargs):
-            time.sleep(0.6)  # a database thread with a queue, as under load
-            return function(*args, **kwargs)
-
-        return wrapper
-
     added = consumers.ChatConsumer.chat_messages_added
 
     async def late(consumer, event) -> None:
@@ -381,8 +379,8 @@ async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
 
     monkeypatch.setattr(consumers, "QUIET_AFTER", 0.2)
     monkeypatch.setattr(consumers.ChatConsumer, "chat_messages_added", late)
-    monkeypatch.setattr(consumers, "get_messages", slowly(consumers.get_messages))
-    monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path))
+    monkeypatch.setattr(consumers, "get_messages", slowly(consumers.get_messages, 0.6))
+    monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path, 0.6))
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
