@@ -306,7 +306,7 @@ async def test_a_page_that_never_gets_the_frames_of_the_reply_it_asked_for_is_re
 
     for notify in ("notify_messages_added", "notify_delta", "notify_final"):
         monkeypatch.setattr(services, notify, dropped)
-    monkeypatch.setattr("chat.consumers.QUIET_AFTER", 0.5)
+    monkeypatch.setattr("chat.following.QUIET_AFTER", 0.5)
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
@@ -336,9 +336,9 @@ def shown(text: str, frame: str, reply_id: int) -> str:
 async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import consumers
+    from chat import consumers, following
 
-    monkeypatch.setattr(consumers, "QUIET_AFTER", 0.1)
+    monkeypatch.setattr(following, "QUIET_AFTER", 0.1)
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
@@ -369,7 +369,7 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
 async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import consumers, threads
+    from chat import consumers, following, threads
 
     added = consumers.ChatConsumer.chat_messages_added
 
@@ -377,9 +377,9 @@ async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
         await asyncio.sleep(0.5)  # a channel layer that is behind
         await added(consumer, event)
 
-    monkeypatch.setattr(consumers, "QUIET_AFTER", 0.2)
+    monkeypatch.setattr(following, "QUIET_AFTER", 0.2)
     monkeypatch.setattr(consumers.ChatConsumer, "chat_messages_added", late)
-    monkeypatch.setattr(consumers, "get_messages", slowly(consumers.get_messages, 0.6))
+    monkeypatch.setattr(following, "get_messages", slowly(following.get_messages, 0.6))
     monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path, 0.6))
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
