@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from chat import services
+from chat import replies
 from chat.budgets import TOKENS, dollars, start_of_today
 from chat.models import Conversation, LiveReply, Message, TranscriptAccess, UsageBudget
 
@@ -99,14 +99,11 @@ class LiveReplyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Stop the selected replies", permissions=["stop"])
     def stop_replies(self, request: HttpRequest, queryset: QuerySet[LiveReply]) -> None:
-        replies = list(queryset)
-        # As services.stop_reply, split as the views do: the write in this thread, then the
-        # message to the owning worker, wherever it runs, over the channel layer.
-        for reply in replies:
-            if services.do_request_stop(reply):
-                async_to_sync(services.notify_stop_requested)(reply)
+        chosen = list(queryset)
+        # The owning worker is told wherever it runs (chat.replies.stop).
+        async_to_sync(replies.stop_all)([reply for reply in chosen if reply.is_active])
         self.message_user(
-            request, f"Asked {len(replies)} {'reply' if len(replies) == 1 else 'replies'} to stop."
+            request, f"Asked {len(chosen)} {'reply' if len(chosen) == 1 else 'replies'} to stop."
         )
 
     def has_stop_permission(self, request: HttpRequest) -> bool:

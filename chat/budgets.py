@@ -13,8 +13,8 @@ from django.db.models import DecimalField, IntegerField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from chat.checks import ChatError
 from chat.models import Message, UsageBudget
-from chat.services import ChatError
 
 # A reply's tokens, input plus output; a missing count is zero.
 TOKENS = Coalesce("input_tokens", 0, output_field=IntegerField()) + Coalesce(

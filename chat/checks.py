@@ -25,6 +25,10 @@ class ChatError(Exception):
     """Bad input from a person: shown to them, nothing is written."""
 
 
+class NotFound(ChatError):
+    """The conversation is not the person's, or no longer exists."""
+
+
 def check_message(text: str, image_url: str = "") -> tuple[str, str]:
     text, image_url = text.strip(), image_url.strip()
     if not text:

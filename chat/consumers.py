@@ -1,8 +1,8 @@
 """The websocket edge: auth, parse a frame, call a service, send HTML.
 
 Each page holds one socket per conversation and joins that conversation's group; how it
-follows the replies it shows, and repairs what the channel layer drops, is
-``chat.following``.
+follows the replies it shows, and repairs what it missed, is its ``Follower``
+(``chat.following``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,26 +21,35 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 
-from chat import conversations, rendering, services
-from chat.following import ReplyFollower, get_messages
+from chat import broadcast, conversations, rendering, replies, services
+from chat.following import Follower, get_messages, newest_message
 from chat.models import Conversation, Message
+from chat.runner import get_runner
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
-# Frames that make or choose a version of a message; each names the message by "id".
-VERSION_ACTIONS = {"regenerate", "retry", "continue", "edit", "select"}
 
 # This process's open sockets, for a restart to close (see chat.lifecycle).
 _open_consumers: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
 
 
-def get_conversation(user: Any, conversation_id: int) -> Conversation | None:
-    return Conversation.objects.filter(pk=conversation_id, owner=user).first()
+def owns(user_id: int, conversation_id: int) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, owner_id=user_id).exists()
+
+
+def page_state(conversation_id: int, since: float | None) -> tuple[bool, list[Message], int]:
+    """Whether a page drawn at ``since`` must be redrawn, else the replies still being
+    written in it; and the newest message id in the conversation."""
+    newest = newest_message(conversation_id)
+    if changed_since(conversation_id, since):
+        return True, [], newest
+    return False, get_active_replies(conversation_id), newest
 
 
 def get_sidebar(user: Any, conversation_id: int) -> tuple[list[Conversation], Conversation | None]:
-    return conversations.recent(user.pk), get_conversation(user, conversation_id)
+    current = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    return conversations.recent(user.pk), current
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:
@@ -85,59 +94,75 @@ async def close_all_for_restart() -> None:
             logger.warning("closing a socket for the restart failed: %r", result)
 
 
-class ChatConsumer(ReplyFollower, AsyncWebsocketConsumer):
+class ChatConsumer(AsyncWebsocketConsumer):
+    follower: Follower | None = None
+
     async def connect(self) -> None:
         user = self.scope["user"]
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         if not user.is_authenticated:
             await self.close(code=4401)
             return
-        conversation = await database_sync_to_async(get_conversation)(user, conversation_id)
-        if conversation is None:
+        if not await database_sync_to_async(owns)(user.pk, conversation_id):
             await self.close(code=4404)
             return
-        self.conversation_id = conversation.pk
-        self.group = services.conversation_group(conversation.pk)
+        self.user_id, self.conversation_id = user.pk, conversation_id
         # Sends and other actions that start a reply, running beside this socket's frames;
         # a Stop read meanwhile stops the reply they start as soon as it exists.
         self.starting: set[asyncio.Task[None]] = set()
         self.stop_on_start = False
-        self.user_group = services.user_group(user.pk)
+        runner = get_runner()
+        await runner.channel_name()
+        self.follower = Follower(self.send, self.channel_name, conversation_id, runner)
+        self.events: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {
+            broadcast.MESSAGES_ADDED: self.follower.messages_added,
+            broadcast.THREAD_CHANGED: self.follower.thread_changed,
+            broadcast.DELTA: self.follower.reply_delta,
+            broadcast.SNAPSHOT: self.follower.reply_snapshot,
+            broadcast.NOTE: self.follower.reply_note,
+            broadcast.FINAL: self.follower.reply_final,
+            broadcast.PROGRESS: self.follower.reply_progress,
+            broadcast.SIDEBAR_CHANGED: self.sidebar_changed,
+        }
         # Join before reading the replies, so no frame falls between the two.
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        await broadcast.join(self.channel_name, conversation_id, user.pk)
         await self.accept()
         _open_consumers.add(self)
-        self.start_following()
         since = page_time(self.scope.get("query_string", b""))
-        if await database_sync_to_async(changed_since)(conversation.pk, since):
-            # The page missed frames (it was offline, or is older than its socket): redraw.
-            await self.chat_thread_changed({})
+        redraw, active, newest = await database_sync_to_async(page_state)(conversation_id, since)
+        await self.follower.start(redraw=redraw, active=active, newest=newest)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch closes stale database connections before every message:
+        # a trip to the database thread per frame. Every query here goes through
+        # database_sync_to_async, which does that itself.
+        handler = self.events.get(message["type"]) if self.follower else None
+        if handler is None:
+            await super().dispatch(message)
         else:
-            for reply in await database_sync_to_async(get_active_replies)(conversation.pk):
-                await self._resync(reply)
+            await handler(message)
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)
-        if hasattr(self, "watchdog"):
-            self.stop_following()
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+        if self.follower is not None:
+            await self.follower.stop()
+            await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
 
     async def close_for_restart(self) -> None:
         """Send the final state of the replies this page follows, then close with 1012.
 
         Runs outside this consumer's own task, which daphne cancels on shutdown.
         """
-        self.stop_following()
-        ended = [m for m in await database_sync_to_async(get_messages)(list(self.offsets)) if not m.is_active]
+        if self.follower is None:
+            return
+        followed = list(self.follower.offsets)
+        await self.follower.stop()
+        ended = [m for m in await database_sync_to_async(get_messages)(followed) if not m.is_active]
         if ended:
             await self.send(
                 "".join(rendering.message_html(m, oob=True) for m in ended) + rendering.stop_button_html()
             )
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-        await self.channel_layer.group_discard(self.user_group, self.channel_name)
+        await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
         await self.close(code=1012)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -154,12 +179,12 @@ class ChatConsumer(ReplyFollower, AsyncWebsocketConsumer):
         action = data.get("action", "send")
         if not isinstance(action, str):
             action = repr(action)
-        if action == "send":
-            self._start_beside(self._send_message(data))
-        elif action == "stop":
+        if action == "stop":
             await self._stop()
-        elif action in VERSION_ACTIONS:
-            self._start_beside(self._change_version(action, data))
+        elif (start := STARTS.get(action)) is not None:
+            self._start_beside(self._starting(start, data))
+        elif action == "select":
+            self._start_beside(self._select(data))
         else:
             await self.send(rendering.composer_html(error=f"Unknown action {str(action)[:40]!r}."))
 
@@ -177,78 +202,103 @@ class ChatConsumer(ReplyFollower, AsyncWebsocketConsumer):
         if not task.cancelled() and (error := task.exception()) is not None:
             logger.error("a websocket action failed", exc_info=error)
 
-    async def _send_message(self, data: dict[str, Any]) -> None:
-        conversation = await database_sync_to_async(get_conversation)(
-            self.scope["user"], self.conversation_id
-        )
-        if conversation is None:
+    async def _starting(self, start: Start, data: dict[str, Any]) -> None:
+        """Start a reply as ``data`` asks; show it here, or say why not."""
+        try:
+            started = await start(self.user_id, self.conversation_id, data)
+        except services.NotFound:
             await self.close(code=4404)
             return
-        text = str(data.get("message", ""))
-        try:
-            reply = await services.send_message(
-                conversation,
-                text,
-                client_id=str(data.get("client_id", ""))[:64],
-                image_url=str(data.get("image_url", "")),
-            )
         except services.ChatError as exc:
+            text = str(data.get("message", "")) if data.get("action", "send") == "send" else ""
             await self.send(rendering.composer_html(error=str(exc), text=text))
             return
-        await self._expect(reply)
-        await self.send(rendering.composer_html())
-
-    async def _change_version(self, action: str, data: dict[str, Any]) -> None:
-        conversation = await database_sync_to_async(get_conversation)(
-            self.scope["user"], self.conversation_id
-        )
-        if conversation is None:
-            await self.close(code=4404)
+        if started is None:
             return
-        client_id = str(data.get("client_id", ""))[:64]
-        message_id = data.get("id")
+        if started.appended:
+            await self.follower.show_started(started.messages)
+        if self.stop_on_start:
+            reply = started.reply
+            await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
+        if data.get("action", "send") == "send":
+            await self.send(rendering.composer_html())
+
+    async def _select(self, data: dict[str, Any]) -> None:
         try:
-            if not isinstance(message_id, int):
-                raise services.ChatError("That message is not in this conversation.")
-            if action in {"regenerate", "retry"}:
-                await self._expect(
-                    await services.regenerate_reply(conversation, message_id, client_id=client_id)
-                )
-            elif action == "continue":
-                await self._expect(
-                    await services.continue_reply(conversation, message_id, client_id=client_id)
-                )
-            elif action == "edit":
-                text = str(data.get("message", ""))
-                await self._expect(
-                    await services.edit_and_resend(conversation, message_id, text, client_id=client_id)
-                )
-            else:
-                await services.select_version(conversation, message_id)
+            await services.select_version(self.user_id, self.conversation_id, message_id(data))
+        except services.NotFound:
+            await self.close(code=4404)
         except services.ChatError as exc:
             await self.send(rendering.composer_html(error=str(exc)))
 
-    async def _expect(self, reply: Message | None) -> None:
-        """Follow a reply this page started; stop it at once if Stop was pressed while it
-        was being started."""
-        if reply is None:
-            return
-        self.expect(reply)
-        if self.stop_on_start:
-            await services.tell_owner_to_stop(self.conversation_id, reply.pk, reply.worker_channel)
-
     async def _stop(self) -> None:
-        # The owners of the replies this page follows or started are told at once, and a
-        # reply still being started is stopped as soon as it exists; recording the request
-        # takes two database round trips, and covers a reply the page has not heard of.
+        # The owners of the replies this page follows are told at once, and a reply still
+        # being started is stopped as soon as it exists; the database is read after, for
+        # a reply the page has not heard of.
         self.stop_on_start = bool(self.starting)
-        for reply_id in {*self.offsets, *self.unseen}:
-            await services.tell_owner_to_stop(self.conversation_id, reply_id, self.workers[reply_id])
+        followed = list(self.follower.offsets)
+        for reply_id in followed:
+            # Shown here at once; the other pages hear it from the owner's group.
+            await self.follower.reply_note({"id": reply_id, "note": replies.STOPPING})
+            await replies.stop(reply_id, self.conversation_id, self.follower.workers[reply_id])
         for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
-            await services.stop_reply(reply)
+            if reply.pk not in followed:
+                await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
 
     # Group events
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
         recent, current = await database_sync_to_async(get_sidebar)(self.scope["user"], self.conversation_id)
         await self.send(rendering.sidebar_html(recent, current))
+
+
+# Frame actions that start a reply, each from the frame's fields.
+
+Start = Callable[[int, int, dict[str, Any]], Awaitable["services.Started | None"]]
+
+
+def client_id(data: dict[str, Any]) -> str:
+    return str(data.get("client_id", ""))[:64]
+
+
+def message_id(data: dict[str, Any]) -> int:
+    if not isinstance(value := data.get("id"), int):
+        raise services.ChatError("That message is not in this conversation.")
+    return value
+
+
+async def _send(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+    return await services.send_message(
+        owner_id,
+        conversation_id,
+        str(data.get("message", "")),
+        client_id=client_id(data),
+        image_url=str(data.get("image_url", "")),
+    )
+
+
+async def _regenerate(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+    return await services.regenerate_reply(
+        owner_id, conversation_id, message_id(data), client_id=client_id(data)
+    )
+
+
+async def _continue(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+    return await services.continue_reply(
+        owner_id, conversation_id, message_id(data), client_id=client_id(data)
+    )
+
+
+async def _edit(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+    return await services.edit_and_resend(
+        owner_id, conversation_id, message_id(data), str(data.get("message", "")), client_id=client_id(data)
+    )
+
+
+STARTS: dict[str, Start] = {
+    "send": _send,
+    "regenerate": _regenerate,
+    "retry": _regenerate,
+    "continue": _continue,
+    "edit": _edit,
+}

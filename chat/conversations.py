@@ -1,24 +1,21 @@
 """Whole conversations: create, settings, rename, delete, and the sidebar's lists.
 
 Called from the views (sync); a change the sidebar shows is broadcast to every page of
-its owner with ``services.notify_sidebar``.
+its owner with ``broadcast.sidebar_changed``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 
-from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
+from chat import broadcast, replies
 from chat.checks import ChatError, check_model_choice
 from chat.models import Conversation, Message
 from chat.providers.config import get_providers
-from chat.services import notify_sidebar
 
 SIDEBAR_LENGTH = 100
 SEARCH_RESULTS = 30
@@ -62,11 +59,9 @@ def do_delete_conversation(conversation: Conversation) -> list[Message]:
 
 
 async def notify_deleted(user_id: int, running: list[Message]) -> None:
-    for reply in running:
-        # A dropped message still takes effect: the owner's next save finds no row and stops.
-        with contextlib.suppress(ChannelFull):
-            await get_channel_layer().send(reply.worker_channel, {"type": "reply.stop", "id": reply.pk})
-    await notify_sidebar(user_id)
+    # A lost Stop still takes effect: the owner's next save finds no row and stops.
+    await replies.stop_all(running)
+    await broadcast.sidebar_changed(user_id)
 
 
 def recent(owner_id: int) -> list[Conversation]:

@@ -1,10 +1,10 @@
-"""The runner: upstream events -> coalesced frames -> the conversation's group -> the DB.
+"""A reply being generated: upstream events in, text for its followers, an ``Outcome`` at the end.
 
-A reply belongs to the worker process that started it, not to a socket: it runs as its
-own task, owned by the process's ``Runner``, which listens on a channel of its own for
-Stop and for resync requests from any worker. Frames carry offsets so a page can detect
-a frame the channel layer dropped and ask for a snapshot; the final frame is the
-persisted message, so it is authoritative.
+A reply belongs to the worker process that started it, not to a socket: it runs as a
+task of that process's runner (``chat.runner``), which relays its text to the pages
+following it and saves its progress. Frames carry offsets, so a page can tell a frame it
+missed and ask for a snapshot; the final frame is the persisted message, so it is
+authoritative. A stopped reply keeps exactly the text its followers were sent.
 """
 
 from __future__ import annotations
@@ -15,18 +15,19 @@ import math
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, Protocol
 
-from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull
-from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import services, threads, titles
+from chat import broadcast, replies, threads
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
 from chat.providers.events import Finished, TextDelta, UpstreamError, Usage
-from chat.upstream import stream_events
+from chat.upstream import stream_batches
+
+if TYPE_CHECKING:
+    from chat.runner import Runner
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ def load_job(reply: Message) -> Job:
     return Job(reply.provider, reply.model, reply.conversation.system_prompt, threads.turns_for(reply))
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a reply ended: what its final write records beside the timings and usage."""
+
+    status: str
+    content: str
+    error: str = ""
+
+
 def estimate_tokens(text: str) -> int:
     # About four characters a token for English text; marked as an estimate.
     return math.ceil(len(text) / 4)
@@ -57,26 +67,52 @@ def sentence(text: str) -> str:
     return f"{text[:1].upper()}{text[1:]}{'' if text.endswith(('.', '!', '?')) else '.'}"
 
 
-class Reply:
-    """One reply being generated: its text so far and what has been relayed of it."""
+class Follower(Protocol):
+    """A page in this process following a reply (``chat.following.Follower``)."""
 
-    def __init__(self, message: Message, job: Job) -> None:
+    async def reply_delta(self, event: dict) -> None: ...
+
+    async def reply_snapshot(self, event: dict) -> None: ...
+
+    async def end_reply(self, reply_id: int, message: Message | None) -> None: ...
+
+
+class Reply:
+    """One reply being generated: its text so far and how much of it its followers have."""
+
+    def __init__(self, message: Message, job: Job, runner: Runner | None = None) -> None:
         self.id = message.pk
         self.conversation_id = message.conversation_id
         self.job = job
+        self.runner = runner
         self.pieces: list[str] = []
         self.relayed_pieces = 0
         self.relayed_chars = 0
+        # Pages following it: in this process, and on other workers by their channel.
+        self.followers: set[Follower] = set()
+        self.remote: set[str] = set()
         self.retries = 0
+        self.ttft: float | None = None
+        self.usage: Usage | None = None
+        self.finish_reason = ""
         self.stopping = False
         self.interrupting = False
         self.closing = False
-        self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # One relay at a time, so frames leave in order even when a send waits.
+        self._relaying = asyncio.Lock()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
     @property
     def relayed_text(self) -> str:
         return "".join(self.pieces[: self.relayed_pieces])
+
+    @property
+    def has_news(self) -> bool:
+        return len(self.pieces) > self.relayed_pieces
 
     def stop(self) -> None:
         if self._may_cancel():
@@ -96,237 +132,129 @@ class Reply:
 
     async def run(self) -> None:
         started = time.monotonic()
-        result: dict = {}
-        flusher = asyncio.create_task(self._flush_loop())
         try:
             async with asyncio.timeout(settings.CHAT_REPLY_DEADLINE):
-                result = await self._stream(self.job, started)
+                await self._stream(started)
+            outcome = Outcome(Message.Status.COMPLETE, self.text)
         except asyncio.CancelledError:
             if not self.stopping:
-                await self._finish(
-                    Message.Status.INTERRUPTED,
-                    started,
-                    flusher,
-                    content="".join(self.pieces),
-                    error="The server shut down while writing this reply.",
-                )
+                error = "The server shut down while writing this reply."
+                await self._finish(Outcome(Message.Status.INTERRUPTED, self.text, error), started)
                 raise
             self.task.uncancel()
-            await self._finish(Message.Status.CANCELLED, started, flusher, content=self.relayed_text)
-            return
+            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text)
         except TimeoutError:
-            result = {
-                "status": Message.Status.ERROR,
-                "error": f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended.",
-            }
+            error = f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended."
+            outcome = Outcome(Message.Status.ERROR, self.text, error)
         except UpstreamError as exc:
-            result = {"status": Message.Status.ERROR, "error": sentence(exc.message)}
+            outcome = Outcome(Message.Status.ERROR, self.text, sentence(exc.message))
         except Exception:
             logger.exception("reply %s failed", self.id)
-            result = {"status": Message.Status.ERROR, "error": "An internal error ended this reply."}
-        await self._finish(result.pop("status"), started, flusher, content="".join(self.pieces), **result)
+            outcome = Outcome(Message.Status.ERROR, self.text, "An internal error ended this reply.")
+        await self._finish(outcome, started)
 
-    async def _stream(self, job: Job, started: float) -> dict:
-        provider = get_providers()[job.provider]
-        result: dict = {"status": Message.Status.COMPLETE, "ttft": None}
-        async for event in stream_events(
-            provider, job.model, job.turns, job.system_prompt, on_retry=self._on_retry
-        ):
-            if isinstance(event, TextDelta):
-                # Relay first, then mark the reply streaming: the write must not delay the text.
-                first = not self.pieces
-                self.pieces.append(event.text)
-                self.wake.set()
-                if first:
-                    result["ttft"] = time.monotonic() - started
-                    await database_sync_to_async(services.do_mark_streaming)(self.id)
-                    if self.retries:
-                        await services.notify_status(self.conversation_id, self.id, "")
-            elif isinstance(event, Usage):
-                result["input_tokens"], result["output_tokens"] = event.input_tokens, event.output_tokens
-            elif isinstance(event, Finished):
-                result["finish_reason"] = event.reason
-        return result
+    async def _stream(self, started: float) -> None:
+        provider = get_providers()[self.job.provider]
+        batches = stream_batches(
+            provider, self.job.model, self.job.turns, self.job.system_prompt, on_retry=self._on_retry
+        )
+        async for batch in batches:
+            had_text = bool(self.pieces)
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    self.pieces.append(event.text)
+                elif isinstance(event, Usage):
+                    self.usage = event
+                elif isinstance(event, Finished):
+                    self.finish_reason = event.reason
+            if had_text or not self.pieces:
+                if self.runner is not None and self.has_news:
+                    self.runner.relay_soon(self)
+                continue
+            # The first words go out at once; the rest with the runner's next frame.
+            self.ttft = time.monotonic() - started
+            await self.relay()
+            if self.retries:
+                await broadcast.note(self.conversation_id, self.id, "")
 
     async def _on_retry(self, attempt: int, delay: float, reason: str) -> None:
         self.retries = attempt
         wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
-        note = f"{sentence(reason)} Retrying in {wait} s…"
-        await services.notify_status(self.conversation_id, self.id, note)
+        await broadcast.note(self.conversation_id, self.id, f"{sentence(reason)} Retrying in {wait} s…")
 
-    async def _flush_loop(self) -> None:
-        """Relays new text at most once a frame interval (the Runner persists it).
+    async def relay(self) -> None:
+        """Send the text that arrived since the last frame to every follower.
 
-        On closing it relays what is left, so the last words stream like the rest, except
-        after Stop: a stopped reply keeps exactly what had been shown.
+        After Stop nothing more is sent: a stopped reply keeps exactly what was shown.
         """
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            if len(self.pieces) > self.relayed_pieces and not (self.closing and self.stopping):
-                text = "".join(self.pieces[self.relayed_pieces :])
-                offset = self.relayed_chars
-                self.relayed_pieces, self.relayed_chars = len(self.pieces), offset + len(text)
-                await services.notify_delta(self.conversation_id, self.id, offset, text)
-            if self.closing:
+        async with self._relaying:
+            if not self.has_news or self.stopping:
                 return
-            await asyncio.sleep(settings.CHAT_FRAME_INTERVAL)
+            text = "".join(self.pieces[self.relayed_pieces :])
+            offset = self.relayed_chars
+            self.relayed_pieces, self.relayed_chars = len(self.pieces), offset + len(text)
+            event = {"type": broadcast.DELTA, "id": self.id, "offset": offset, "text": text}
+            for follower in list(self.followers):
+                try:
+                    await follower.reply_delta(event)
+                except Exception:
+                    logger.exception("relaying reply %s to a page failed", self.id)
+                    self.followers.discard(follower)
+            for channel in list(self.remote):
+                if not await broadcast.delta(channel, self.id, offset, text):
+                    self.remote.discard(channel)  # gone, or too far behind: it asks again
 
-    async def _finish(
-        self,
-        status: str,
-        started: float,
-        flusher: asyncio.Task[None],
-        *,
-        content: str,
-        ttft: float | None = None,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        **fields: str,
-    ) -> None:
+    async def follow_here(self, follower: Follower) -> None:
+        """A page of this process follows: the text so far, then every frame after it."""
+        async with self._relaying:
+            self.followers.add(follower)
+            await follower.reply_snapshot(
+                {"type": broadcast.SNAPSHOT, "id": self.id, "text": self.relayed_text}
+            )
+
+    async def follow_from(self, channel: str) -> None:
+        """A page on another worker follows: the text so far, then every frame after it,
+        in order (no relay runs between the two)."""
+        async with self._relaying:
+            if await broadcast.snapshot(channel, self.id, self.relayed_text):
+                self.remote.add(channel)
+
+    async def _finish(self, outcome: Outcome, started: float) -> None:
         self.closing = True
-        self.wake.set()
-        await flusher
-        estimated = output_tokens is None
-        if estimated:
-            output_tokens = estimate_tokens(content)
+        if outcome.status != Message.Status.CANCELLED:
+            await self.relay()  # the last words stream like the rest
+        usage = self.usage
+        if usage is None or usage.output_tokens is None:
             prompt = self.job.system_prompt + "".join(t.content for t in self.job.turns)
-            input_tokens = estimate_tokens(prompt)
-        cost = self._cost(input_tokens, output_tokens)
-        await database_sync_to_async(services.do_finish_reply)(
+            usage, estimated = Usage(estimate_tokens(prompt), estimate_tokens(outcome.content)), True
+        else:
+            estimated = False
+        message = await replies.finish(
             self.id,
-            status,
-            content=content,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            self.conversation_id,
+            outcome.status,
+            content=outcome.content,
+            error=outcome.error,
+            finish_reason=self.finish_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
             tokens_estimated=estimated,
-            cost=cost,
-            time_to_first_token_ms=None if ttft is None else round(ttft * 1000),
+            cost=self._cost(usage),
+            time_to_first_token_ms=None if self.ttft is None else round(self.ttft * 1000),
             duration_ms=round((time.monotonic() - started) * 1000),
             retries=self.retries,
-            **fields,
         )
-        await services.notify_final(self.conversation_id, self.id)
-        if status == Message.Status.COMPLETE:
-            await titles.name_conversation(self.id)
+        for follower in list(self.followers):
+            try:
+                await follower.end_reply(self.id, message)
+            except Exception:
+                logger.exception("ending reply %s on a page failed", self.id)
+        # A first exchange is what names a conversation (``titles.first_exchange``).
+        if outcome.status == Message.Status.COMPLETE and len(self.job.turns) == 1 and self.runner:
+            self.runner.titles.add(self.id)
 
-    def _cost(self, input_tokens: int | None, output_tokens: int | None) -> Decimal | None:
+    def _cost(self, usage: Usage) -> Decimal | None:
         if (provider := get_providers().get(self.job.provider)) is None:
             return None
         spec = provider.model(self.job.model)
-        return spec.cost(input_tokens, output_tokens) if spec else None
-
-
-class Runner:
-    """The replies of this process, and the channel other processes reach them on."""
-
-    def __init__(self) -> None:
-        self.replies: dict[int, Reply] = {}
-        self._channel: str | None = None
-        self._background: set[asyncio.Task[None]] = set()
-
-    async def channel_name(self) -> str:
-        if self._channel is None:
-            # The layer's default prefix: channels_redis reads all of a process's own
-            # channels with one blocking pop on that prefix's key, so a channel of
-            # another prefix would hold the read for seconds and starve the sockets'.
-            self._channel = await get_channel_layer().new_channel()
-            for loop in (self._listen(), self._sweep(), self._persist()):
-                task = asyncio.create_task(loop)
-                self._background.add(task)
-        return self._channel
-
-    def launch(self, message: Message, job: Job) -> Reply:
-        reply = Reply(message, job)
-        reply.task = asyncio.create_task(reply.run(), name=f"reply-{reply.id}")
-        self.replies[reply.id] = reply
-        reply.task.add_done_callback(lambda _: self.replies.pop(reply.id, None))
-        return reply
-
-    async def shutdown(self, grace: float) -> None:
-        """Let the replies run for up to ``grace`` seconds, then interrupt the rest.
-
-        Every reply ends through its own finish path, so its final state is written and
-        broadcast; the channel keeps answering Stop and snapshots until then.
-        """
-        running = [reply.task for reply in self.replies.values() if reply.task]
-        if running and grace > 0:
-            await asyncio.wait(running, timeout=grace)
-        for reply in list(self.replies.values()):
-            reply.interrupt()
-        if ending := [reply.task for reply in self.replies.values() if reply.task]:
-            # Bounded: an unreachable database must not keep the worker from exiting.
-            await asyncio.wait(ending, timeout=10)
-        for task in self._background:
-            task.cancel()
-
-    async def _listen(self) -> None:
-        layer = get_channel_layer()
-        while True:
-            try:
-                message = await layer.receive(self._channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("the runner's channel failed; listening again in 1 s")
-                await asyncio.sleep(1)
-                continue
-            try:
-                await self._answer(layer, message)
-            except ChannelFull:
-                # Lost like a dropped frame: the page asks again.
-                logger.warning("the page asking for reply %s has a full channel", message.get("id"))
-            except Exception:
-                # A vanished reply_to channel must not end the listening.
-                logger.exception("answering %s failed", message.get("type"))
-
-    async def _answer(self, layer: BaseChannelLayer, message: dict) -> None:
-        reply = self.replies.get(message.get("id"))
-        if reply is None:
-            return
-        if message["type"] == "reply.stop":
-            reply.stop()
-        elif message["type"] == "reply.snapshot":
-            await layer.send(
-                message["reply_to"],
-                {"type": "reply.snapshot", "id": reply.id, "text": reply.relayed_text},
-            )
-
-    async def _persist(self) -> None:
-        """Every reply's text so far and its heartbeat: one transaction a second per process.
-
-        One batched write keeps the frames of many replies from queueing behind the
-        database thread; a reply the database refuses (Stop asked, or ended) is stopped.
-        """
-        while True:
-            await asyncio.sleep(settings.CHAT_PERSIST_INTERVAL)
-            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.closing]
-            if not batch:
-                continue
-            try:
-                refused = await database_sync_to_async(services.do_save_progress_many)(batch)
-            except Exception:
-                logger.exception("saving progress failed")
-                continue
-            for reply_id in refused:
-                if reply := self.replies.get(reply_id):
-                    reply.stop()
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(settings.CHAT_STALE_AFTER / 2)
-            try:
-                await services.interrupt_stale_replies()
-            except Exception:
-                logger.exception("sweeping stale replies failed")
-
-
-_runners: dict[asyncio.AbstractEventLoop, Runner] = {}
-
-
-def get_runner() -> Runner:
-    """The runner of the running event loop: one per process in production."""
-    loop = asyncio.get_running_loop()
-    if loop not in _runners:
-        _runners[loop] = Runner()
-    return _runners[loop]
+        return spec.cost(usage.input_tokens, usage.output_tokens) if spec else None

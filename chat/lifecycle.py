@@ -114,7 +114,7 @@ def accept_deflate(offers: list[Any]) -> Any:
 
 
 def _start_runner() -> None:
-    from chat.generation import get_runner
+    from chat.runner import get_runner
 
     # Start listening and sweeping now, so a worker that has started no reply of its own
     # still ends the replies of a crashed one.
@@ -142,7 +142,7 @@ async def drain(grace: float) -> None:
     they land (this worker still answers snapshots and Stop), then the rest is ended.
     """
     from chat.consumers import close_all_for_restart
-    from chat.generation import get_runner
+    from chat.runner import get_runner
 
     try:
         if grace > 0:

@@ -1,30 +1,25 @@
-"""Verb-named changes to messages and replies; each writes, then broadcasts.
+"""What starts a reply: a message sent, a reply regenerated or continued, a message edited.
 
-Writes are sync functions (transactions stay in sync code); the async functions the
-consumer and the runner call wrap them with ``database_sync_to_async`` and then tell the
-conversation's group, so every path of a reply changes state the same way. A new message
-or reply starts one path (``_start``) whether it is sent, regenerated, edited or continued.
+Each is one path (``_start``): the person's limits, the write and what the reply is
+generated from are read in one trip to the database thread, the reply starts in this
+process's runner, and the pages are told. Choosing another version is here too: like the
+others, it changes which messages the pages show.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections.abc import Callable
-from datetime import timedelta
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 
 from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull
-from channels.layers import get_channel_layer
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import threads
+from chat import broadcast, threads
+from chat.budgets import check_budget
 from chat.checks import (
     ChatError,
+    NotFound,
     check_branch,
     check_image,
     check_message,
@@ -32,28 +27,25 @@ from chat.checks import (
     check_rate,
     check_reply_cap,
 )
+from chat.generation import Job, load_job
 from chat.models import Conversation, Message
+from chat.runner import get_runner
+from chat.titles import first_words
 
-if TYPE_CHECKING:
-    from chat.generation import Job
-
-logger = logging.getLogger(__name__)
-
-
-def conversation_group(conversation_id: int) -> str:
-    return f"conversation-{conversation_id}"
+__all__ = ["ChatError", "NotFound", "Started"]
 
 
-def user_group(user_id: int) -> str:
-    """Every page of one person, for the sidebar."""
-    return f"user-{user_id}"
+@dataclass(frozen=True)
+class Started:
+    """A reply started: the messages it added (the person's, when one was sent, and the
+    reply), and whether they were appended to the visible thread or it changed."""
 
+    messages: list[Message]
+    appended: bool
 
-def first_words(text: str, limit: int = 60) -> str:
-    words = " ".join(text.split())
-    if len(words) <= limit:
-        return words
-    return (words[: limit + 1].rsplit(" ", 1)[0] or words[:limit]).rstrip(",.;:") + "…"
+    @property
+    def reply(self) -> Message:
+        return self.messages[-1]
 
 
 # Writes
@@ -139,214 +131,135 @@ def do_select_version(message: Message) -> None:
     Message.objects.filter(pk=message.pk).update(selected_at=timezone.now())
 
 
-def do_mark_streaming(reply_id: int) -> bool:
-    return Message.objects.transition(reply_id, Message.Status.STREAMING, heartbeat_at=timezone.now())
-
-
-def do_save_progress(reply_id: int, content: str, retries: int) -> bool:
-    """Persist the text so far; False when the reply should stop (Stop asked, or ended)."""
-    return bool(
-        Message.objects.active()
-        .filter(pk=reply_id, stop_requested_at__isnull=True)
-        .update(content=content, retries=retries, heartbeat_at=timezone.now())
-    )
-
-
-def do_save_progress_many(batch: list[tuple[int, str, int]]) -> list[int]:
-    """Persist several replies' text in one transaction; the ids that should stop."""
-    with transaction.atomic():
-        return [
-            reply_id
-            for reply_id, content, retries in batch
-            if not do_save_progress(reply_id, content, retries)
-        ]
-
-
-def do_finish_reply(reply_id: int, status: str, **fields: Any) -> bool:
-    return Message.objects.transition(reply_id, status, heartbeat_at=None, **fields)
-
-
-def do_request_stop(reply: Message) -> bool:
-    return bool(
-        Message.objects.active()
-        .filter(pk=reply.pk, stop_requested_at__isnull=True)
-        .update(stop_requested_at=timezone.now())
-    )
-
-
-def do_interrupt_stale_replies() -> list[Message]:
-    """Replies whose worker stopped beating (a crash): ``interrupted``, text kept."""
-    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER)
-    stale = list(Message.objects.active().filter(heartbeat_at__lt=cutoff))
-    return [
-        m
-        for m in stale
-        if do_finish_reply(
-            m.pk, Message.Status.INTERRUPTED, error="The server stopped while writing this reply."
-        )
-    ]
-
-
-# Broadcasts
-
-
-async def _group_send(conversation_id: int, message: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(conversation_group(conversation_id), message)
-
-
-async def notify_messages_added(conversation_id: int, *messages: Message) -> None:
-    await _group_send(conversation_id, {"type": "chat.messages_added", "ids": [m.pk for m in messages]})
-
-
-async def notify_delta(conversation_id: int, reply_id: int, offset: int, text: str) -> None:
-    await _group_send(
-        conversation_id, {"type": "reply.delta", "id": reply_id, "offset": offset, "text": text}
-    )
-
-
-async def notify_status(conversation_id: int, reply_id: int, note: str) -> None:
-    await _group_send(conversation_id, {"type": "reply.note", "id": reply_id, "note": note})
-
-
-async def notify_final(conversation_id: int, reply_id: int) -> None:
-    await _group_send(conversation_id, {"type": "reply.final", "id": reply_id})
-
-
-async def notify_thread_changed(conversation_id: int) -> None:
-    """Another version was made or chosen: every page redraws the messages it shows."""
-    await _group_send(conversation_id, {"type": "chat.thread_changed"})
-
-
-async def notify_sidebar(user_id: int) -> None:
-    await get_channel_layer().group_send(user_group(user_id), {"type": "sidebar.changed"})
-
-
 # What the edges call
 
 
 async def send_message(
-    conversation: Conversation, text: str, *, client_id: str = "", image_url: str = ""
-) -> Message | None:
+    owner_id: int, conversation_id: int, text: str, *, client_id: str = "", image_url: str = ""
+) -> Started | None:
     """Store the message and a pending reply, then start generating it in this process.
 
-    Raises ``ChatError`` for bad input; returns None for a repeated ``client_id``.
+    Raises ``ChatError`` for bad input (``NotFound`` for a conversation that is not the
+    person's, or gone); returns None for a repeated ``client_id``.
     """
     text, image_url = check_message(text, image_url)
-    check_image(conversation, image_url)
-    write = partial(do_start_reply, conversation, text, client_id=client_id, image_url=image_url)
-    return await _start(conversation, write, append=True)
+
+    def write(conversation: Conversation, worker_channel: str) -> tuple[Message, Message] | None:
+        check_image(conversation, image_url)
+        return do_start_reply(
+            conversation, text, client_id=client_id, worker_channel=worker_channel, image_url=image_url
+        )
+
+    return await _start(owner_id, conversation_id, write, append=True)
 
 
 async def regenerate_reply(
-    conversation: Conversation, reply_id: int, *, client_id: str = ""
-) -> Message | None:
+    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = ""
+) -> Started | None:
     """A new version of a reply (Regenerate, and Retry after a failure); the others are kept."""
-    reply = await database_sync_to_async(check_branch)(conversation, reply_id, Message.Role.ASSISTANT)
-    if reply.parent_id is None:
-        raise ChatError("That reply answers no message, so it cannot be written again.")
-    return await _start(
-        conversation, partial(do_add_reply, conversation, reply.parent_id, client_id=client_id)
-    )
+
+    def write(conversation: Conversation, worker_channel: str) -> Message | None:
+        reply = check_branch(conversation, reply_id, Message.Role.ASSISTANT)
+        if reply.parent_id is None:
+            raise ChatError("That reply answers no message, so it cannot be written again.")
+        return do_add_reply(conversation, reply.parent_id, client_id=client_id, worker_channel=worker_channel)
+
+    return await _start(owner_id, conversation_id, write)
 
 
-async def continue_reply(conversation: Conversation, reply_id: int, *, client_id: str = "") -> Message | None:
+async def continue_reply(
+    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = ""
+) -> Started | None:
     """A reply that goes on from one the token limit cut off."""
-    reply = await database_sync_to_async(check_branch)(conversation, reply_id, Message.Role.ASSISTANT)
-    if reply.finish_reason != "length":
-        raise ChatError("Only a reply cut off by the token limit can be continued.")
-    return await _start(conversation, partial(do_add_reply, conversation, reply.pk, client_id=client_id))
+
+    def write(conversation: Conversation, worker_channel: str) -> Message | None:
+        reply = check_branch(conversation, reply_id, Message.Role.ASSISTANT)
+        if reply.finish_reason != "length":
+            raise ChatError("Only a reply cut off by the token limit can be continued.")
+        return do_add_reply(conversation, reply.pk, client_id=client_id, worker_channel=worker_channel)
+
+    return await _start(owner_id, conversation_id, write)
 
 
 async def edit_and_resend(
-    conversation: Conversation, message_id: int, text: str, *, client_id: str = ""
-) -> Message | None:
+    owner_id: int, conversation_id: int, message_id: int, text: str, *, client_id: str = ""
+) -> Started | None:
     """A new version of the person's message, answered afresh.
 
     What followed the old version stays on its branch, one click away.
     """
     text, _ = check_message(text)
-    original = await database_sync_to_async(check_branch)(conversation, message_id, Message.Role.USER)
-    write = partial(
-        do_add_turn, conversation, original.parent_id, text, original.image_url, client_id=client_id
-    )
-    return await _start(conversation, write)
+
+    def write(conversation: Conversation, worker_channel: str) -> tuple[Message, Message] | None:
+        original = check_branch(conversation, message_id, Message.Role.USER)
+        return do_add_turn(
+            conversation,
+            original.parent_id,
+            text,
+            original.image_url,
+            client_id=client_id,
+            worker_channel=worker_channel,
+        )
+
+    return await _start(owner_id, conversation_id, write)
+
+
+Write = Callable[[Conversation, str], "Message | tuple[Message, Message] | None"]
 
 
 async def _start(
-    conversation: Conversation, write: Callable[..., Any], *, append: bool = False
-) -> Message | None:
-    """Run ``write(worker_channel=...)``, start the reply it made here, and show it.
+    owner_id: int, conversation_id: int, write: Write, *, append: bool = False
+) -> Started | None:
+    """Run ``write(conversation, worker_channel)``, start the reply it made here, show it.
 
     A new turn at the end is appended to the pages; anything else redraws them.
     """
-    from chat.generation import get_runner
-
     runner = get_runner()
     worker_channel = await runner.channel_name()
-    started = await database_sync_to_async(_checked_write)(conversation.owner_id, write, worker_channel)
-    if started is None:
+    checked = await database_sync_to_async(_checked_write)(owner_id, conversation_id, write, worker_channel)
+    if checked is None:
         return None
-    created, reply, job = started
-    runner.launch(reply, job)
+    messages, job = checked
+    started = Started(messages, append)
+    runner.launch(started.reply, job)
     if append:
-        await notify_messages_added(conversation.pk, *created)
+        await broadcast.messages_added(conversation_id, [m.pk for m in messages])
     else:
-        await notify_thread_changed(conversation.pk)
-    await notify_sidebar(conversation.owner_id)
-    return reply
+        await broadcast.thread_changed(conversation_id)
+    await broadcast.sidebar_changed(owner_id)
+    return started
 
 
 def _checked_write(
-    owner_id: int, write: Callable[..., Any], worker_channel: str
-) -> tuple[Message | tuple[Message, Message], Message, Job] | None:
-    """The person's limits, the write, its reply and what that is generated from, in one
-    trip to the database thread: every trip is time before the reply's first token."""
-    from chat.budgets import check_budget
-    from chat.generation import load_job
-
+    owner_id: int, conversation_id: int, write: Write, worker_channel: str
+) -> tuple[list[Message], Job] | None:
+    """The conversation as it is now (its model and system prompt), the person's limits,
+    the write, and what its reply is generated from, in one trip to the database thread:
+    every trip is time before the reply's first token."""
+    conversation = get_conversation(owner_id, conversation_id)
     check_budget(owner_id)
     check_rate(owner_id)
-    created = write(worker_channel=worker_channel)
+    created = write(conversation, worker_channel)
     if created is None:
         return None
-    reply = created[-1] if isinstance(created, tuple) else created
-    return created, reply, load_job(reply)
+    messages = list(created) if isinstance(created, tuple) else [created]
+    # As the newest turn shows them, one version each, when they are appended.
+    for message in messages:
+        message.versions = threads.Versions(1, 1, None, None)
+        message.is_last = message is messages[-1]
+    return messages, load_job(messages[-1])
 
 
-async def select_version(conversation: Conversation, message_id: int) -> None:
-    message = await database_sync_to_async(check_branch)(conversation, message_id)
-    await database_sync_to_async(do_select_version)(message)
-    await notify_thread_changed(conversation.pk)
+def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
+    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=owner_id).first()
+    if conversation is None:
+        raise NotFound("That conversation is gone.")
+    return conversation
 
 
-async def stop_reply(reply: Message) -> None:
-    """Ask the worker that owns ``reply`` to stop it, wherever that worker runs."""
-    if await database_sync_to_async(do_request_stop)(reply):
-        await notify_stop_requested(reply)
+async def select_version(owner_id: int, conversation_id: int, message_id: int) -> None:
+    def select() -> None:
+        do_select_version(check_branch(get_conversation(owner_id, conversation_id), message_id))
 
-
-async def notify_stop_requested(reply: Message) -> None:
-    # The request is recorded first, so a dropped channel message still takes effect at
-    # the owner's next heartbeat.
-    await tell_owner_to_stop(reply.conversation_id, reply.pk, reply.worker_channel)
-
-
-async def tell_owner_to_stop(conversation_id: int, reply_id: int, worker_channel: str) -> None:
-    """Show "Stopping…" and ask the worker that owns the reply to stop it; repeats are harmless.
-
-    The note is sent first, so it is queued for every page ahead of the final frame the
-    stop leads to.
-    """
-    await notify_status(conversation_id, reply_id, "Stopping…")
-    with contextlib.suppress(ChannelFull):
-        await get_channel_layer().send(worker_channel, {"type": "reply.stop", "id": reply_id})
-
-
-async def interrupt_stale_replies() -> None:
-    await notify_interrupted(await database_sync_to_async(do_interrupt_stale_replies)())
-
-
-async def notify_interrupted(replies: list[Message]) -> None:
-    for reply in replies:
-        logger.warning("reply %s interrupted: its worker stopped beating", reply.pk)
-        await notify_final(reply.conversation_id, reply.pk)
+    await database_sync_to_async(select)()
+    await broadcast.thread_changed(conversation_id)

@@ -2,7 +2,9 @@
 
 The model is asked with a short request of its own (the first message, the beginning of
 its answer and an instruction, read only up to the first line); if that fails or is slow,
-the first words stay. A title the person set is never replaced.
+the first words stay. A title the person set is never replaced. The requests run in the
+background, one at a time per worker (``TitleQueue``): a title is a nicety, and when many
+replies end together their titles must not compete with the replies still streaming.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from chat import services
+from chat import broadcast
 from chat.models import Conversation, Message
 from chat.providers.base import Turn
 from chat.providers.config import Provider, get_providers
 from chat.providers.events import TextDelta
-from chat.services import first_words
 from chat.upstream import stream_events
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,14 @@ ANSWER_EXCERPT = 600
 TITLE_TIMEOUT = 8.0
 # Enough for a title; the rest of a long answer is never read.
 MAX_READ = 300
+
+
+def first_words(text: str, limit: int = 60) -> str:
+    """The title a conversation has until the model writes one."""
+    words = " ".join(text.split())
+    if len(words) <= limit:
+        return words
+    return (words[: limit + 1].rsplit(" ", 1)[0] or words[:limit]).rstrip(",.;:") + "…"
 
 
 def clean_title(text: str) -> str:
@@ -94,4 +103,29 @@ async def name_conversation(reply_id: int) -> None:
         logger.info("no title for conversation %s: %r", conversation.pk, exc)
         return
     if title and await database_sync_to_async(do_set_title)(conversation.pk, conversation.title, title):
-        await services.notify_sidebar(conversation.owner_id)
+        await broadcast.sidebar_changed(conversation.owner_id)
+
+
+class TitleQueue:
+    """The conversations of one worker waiting for a title, named one at a time."""
+
+    def __init__(self) -> None:
+        self._waiting: asyncio.Queue[int] = asyncio.Queue()
+
+    def add(self, reply_id: int) -> None:
+        """Name the conversation of ``reply``, a first reply that completed, when its turn comes."""
+        self._waiting.put_nowait(reply_id)
+
+    async def run(self) -> None:
+        while True:
+            reply_id = await self._waiting.get()
+            try:
+                await name_conversation(reply_id)
+            except Exception:
+                logger.exception("naming the conversation of reply %s failed", reply_id)
+            finally:
+                self._waiting.task_done()
+
+    async def join(self) -> None:
+        """Until every conversation added so far has been named (or failed to be)."""
+        await self._waiting.join()

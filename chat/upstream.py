@@ -1,12 +1,21 @@
 """The HTTP side of a reply: one streaming request to an upstream, as typed events.
 
 HTTP/1.1 on purpose: closing a streamed HTTP/1.1 response early closes the socket, so
-the upstream sees Stop (with HTTP/2 no RST_STREAM is sent; httpcore #943).
+the upstream sees Stop (with HTTP/2 no RST_STREAM is sent; httpcore #943). A connection
+whose response was read to its end goes back to the pool for the next reply; one closed
+early (Stop) is closed, never reused: httpcore keeps only connections whose exchange
+finished.
+
+Events come in batches, one per network read: the relay's profile showed most of a
+token's cost in the async hops between the socket and the parser (seven per event
+through httpx-sse's iterators), so the framing runs synchronously over each read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
 import email.utils
 import random
 import time
@@ -14,12 +23,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 from django.conf import settings
-from httpx_sse import EventSource, ServerSentEvent
+from httpx_sse import ServerSentEvent
+
+# httpx-sse's own line and event decoders, fed directly (see ``SSEFramer``).
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from chat.providers import DIALECTS
 from chat.providers.base import Parser, Turn, error_from_body
 from chat.providers.config import Provider
-from chat.providers.events import Event, TextDelta, UpstreamError
+from chat.providers.events import Event, UpstreamError
 
 RETRYABLE_STATUS = {408, 409, 429}
 EVENT_STREAM = "text/event-stream"
@@ -71,45 +83,93 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     return random.uniform(0, min(settings.CHAT_MAX_RETRY_WAIT, 0.5 * 2**attempt))
 
 
-def _missing_line_ends(tail: bytes) -> int:
-    """How many line ends a body ending in ``tail`` lacks to end on a blank line."""
+def _missing_line_ends(tail: str) -> int:
+    """How many line ends a stream ending in ``tail`` lacks to end on a blank line."""
     ends = 0
-    while ends < 2 and tail[-1:] in (b"\r", b"\n"):
-        tail = tail[:-2] if tail.endswith(b"\r\n") else tail[:-1]
+    while ends < 2 and tail[-1:] in ("\r", "\n"):
+        tail = tail[:-2] if tail.endswith("\r\n") else tail[:-1]
         ends += 1
     return 2 - ends
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
-    """The events of an event-stream response, through httpx-sse plus what it lacks.
+class SSEFramer:
+    """Bytes of an event stream in, server-sent events out: httpx-sse's framing, synchronously.
 
-    SSE is UTF-8 by definition; decoding as utf-8-sig also drops a leading BOM, which
-    httpx-sse would keep as part of the first field name. httpx-sse also drops a last
-    event the upstream did not end with a blank line; the line ends it lacks are added
-    (as CRs, which cannot merge with a CR before them into one CRLF), so that event
-    reaches the parser, which then sees its end signal or its broken JSON.
+    ``EventSource.aiter_sse`` wraps the same two decoders in three async generators over
+    ``aiter_text``; here they are fed one network read at a time. SSE is UTF-8 by
+    definition; decoding as utf-8-sig also drops a leading BOM, which httpx-sse would keep
+    as part of the first field name. httpx-sse drops a last event the upstream did not end
+    with a blank line; ``close`` ends it, so it reaches the parser, which then sees its end
+    signal or its broken JSON.
     """
 
-    async def body() -> AsyncIterator[bytes]:
-        tail = b""
-        async for chunk in response.aiter_bytes():
-            tail = (tail + chunk[-4:])[-4:]
-            yield chunk
-        yield b"\r" * _missing_line_ends(tail)
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+        self._lines = SSELineDecoder()
+        self._events = SSEDecoder()
+        self._tail = ""
 
-    sealed = httpx.Response(response.status_code, headers={"content-type": EVENT_STREAM}, content=body())
-    sealed.encoding = "utf-8-sig"
-    async for sse in EventSource(sealed).aiter_sse():
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        text = self._text.decode(data)
+        if not text:
+            return []
+        self._tail = (self._tail + text[-4:])[-4:]
+        return self._decode(self._lines.decode(text))
+
+    def close(self) -> list[ServerSentEvent]:
+        # The line ends the stream lacks to end on a blank line, as CRs, which cannot
+        # merge with a CR before them into one CRLF.
+        rest = self._text.decode(b"", final=True) + "\r" * _missing_line_ends(self._tail)
+        lines = self._lines.decode(rest) if rest else []
+        return self._decode(lines + self._lines.flush())
+
+    def _decode(self, lines: list[str]) -> list[ServerSentEvent]:
+        decode = self._events.decode
+        return [sse for line in lines if (sse := decode(line)) is not None]
+
+
+class EventReader:
+    """A dialect's events from an event stream's bytes, one batch per network read."""
+
+    def __init__(self, parser: Parser) -> None:
+        self._framer = SSEFramer()
+        self._parser = parser
+
+    def feed(self, data: bytes) -> list[Event]:
+        feed = self._parser.feed
+        return [event for sse in self._framer.feed(data) for event in feed(sse)]
+
+    def close(self) -> list[Event]:
+        """The last events; raises ``UpstreamError`` if the stream lacked its end signal."""
+        events = [event for sse in self._framer.close() for event in self._parser.feed(sse)]
+        return events + self._parser.close()
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
+    """The server-sent events of a response (for tests of the framing)."""
+    framer = SSEFramer()
+    async for chunk in response.aiter_bytes():
+        for sse in framer.feed(chunk):
+            yield sse
+    for sse in framer.close():
         yield sse
 
 
+async def read_batches(response: httpx.Response, parser: Parser) -> AsyncIterator[list[Event]]:
+    """A dialect's events from an event-stream response, a list per network read."""
+    reader = EventReader(parser)
+    async for chunk in response.aiter_bytes():
+        if events := reader.feed(chunk):
+            yield events
+    if events := reader.close():
+        yield events
+
+
 async def read_stream(response: httpx.Response, parser: Parser) -> AsyncIterator[Event]:
-    """A dialect's events from an event-stream response; ``close`` checks its end signal."""
-    async for sse in sse_events(response):
-        for event in parser.feed(sse):
+    """``read_batches`` one event at a time."""
+    async for batch in read_batches(response, parser):
+        for event in batch:
             yield event
-    for event in parser.close():
-        yield event
 
 
 async def _open_error(response: httpx.Response) -> UpstreamError:
@@ -132,7 +192,7 @@ async def _not_a_stream(response: httpx.Response) -> UpstreamError:
 
 async def _attempt(
     provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str
-) -> AsyncIterator[Event]:
+) -> AsyncIterator[list[Event]]:
     dialect = DIALECTS[provider.dialect]
     request = dialect.build_request(provider, model, turns, system_prompt)
     headers = {"Accept": EVENT_STREAM, **request.headers}
@@ -144,8 +204,8 @@ async def _attempt(
             raise await _open_error(response)
         if EVENT_STREAM not in response.headers.get("content-type", ""):
             raise await _not_a_stream(response)
-        async for event in read_stream(response, dialect.Parser()):
-            yield event
+        async for batch in read_batches(response, dialect.Parser()):
+            yield batch
 
 
 def without_key(error: UpstreamError, provider: Provider) -> UpstreamError:
@@ -159,28 +219,27 @@ def without_key(error: UpstreamError, provider: Provider) -> UpstreamError:
     )
 
 
-async def stream_events(
+async def stream_batches(
     provider: Provider,
     model: str,
     turns: Sequence[Turn],
     system_prompt: str = "",
     *,
     on_retry: RetryHook | None = None,
-) -> AsyncIterator[Event]:
-    """Typed events of one reply; retries only before the first delta.
+) -> AsyncIterator[list[Event]]:
+    """Typed events of one reply, a list per network read; retries only before the first delta.
 
     Only connect errors, 408, 409, 429 and 5xx are retried, at most ``CHAT_MAX_ATTEMPTS``
     times in all, and never when the upstream asks to wait longer than
-    ``CHAT_MAX_RETRY_WAIT``. Raises ``UpstreamError`` for every failure, worded for the
-    person reading the reply.
+    ``CHAT_MAX_RETRY_WAIT``. Each of those happens before a response streams, so text
+    once given to the caller is never asked for again. Raises ``UpstreamError`` for every
+    failure, worded for the person reading the reply.
     """
     attempt = 0
     while True:
-        started = False
         try:
-            async for event in _attempt(provider, model, turns, system_prompt):
-                started = started or isinstance(event, TextDelta)
-                yield event
+            async for batch in _attempt(provider, model, turns, system_prompt):
+                yield batch
             return
         except UpstreamError as exc:
             error = exc
@@ -196,7 +255,7 @@ async def stream_events(
             error = UpstreamError(f"the request to the upstream failed ({exc})")
         error = without_key(error, provider)
         attempt += 1
-        if started or not error.retryable or attempt >= settings.CHAT_MAX_ATTEMPTS:
+        if not error.retryable or attempt >= settings.CHAT_MAX_ATTEMPTS:
             raise error
         delay = backoff_delay(attempt, error.retry_after)
         if delay > settings.CHAT_MAX_RETRY_WAIT:
@@ -204,3 +263,19 @@ async def stream_events(
         if on_retry:
             await on_retry(attempt, delay, error.message)
         await asyncio.sleep(delay)
+
+
+async def stream_events(
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str = "",
+    *,
+    on_retry: RetryHook | None = None,
+) -> AsyncIterator[Event]:
+    """``stream_batches`` one event at a time; closing it closes the upstream request at once."""
+    batches = stream_batches(provider, model, turns, system_prompt, on_retry=on_retry)
+    async with contextlib.aclosing(batches):
+        async for batch in batches:
+            for event in batch:
+                yield event

@@ -12,7 +12,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from chat import conversations, rendering, services, threads
+from chat import broadcast, conversations, rendering, replies, threads
+from chat.checks import ChatError
 from chat.models import Conversation, Message
 from chat.providers import accepts_images
 from chat.providers.config import choices, get_providers
@@ -26,15 +27,15 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
     conversation = conversations.create_conversation(request.user)
-    async_to_sync(services.notify_sidebar)(request.user.pk)
+    async_to_sync(broadcast.sidebar_changed)(request.user.pk)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
 def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
     # A page load is also a chance to end replies whose worker died.
-    if stale := services.do_interrupt_stale_replies():
-        async_to_sync(services.notify_interrupted)(stale)
+    if stale := replies.do_interrupt_stale_replies():
+        async_to_sync(replies.interrupted)(stale)
     return render(
         request,
         "chat/conversation.html",
@@ -59,7 +60,7 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
         conversations.do_update_settings(
             conversation, request.POST.get("model", ""), request.POST.get("system_prompt", "")
         )
-    except services.ChatError as exc:
+    except ChatError as exc:
         flash.error(request, str(exc))
     return redirect("chat:conversation", pk=conversation.pk)
 
@@ -69,10 +70,10 @@ def rename_conversation(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
     try:
         conversations.do_rename_conversation(conversation, request.POST.get("title", ""))
-    except services.ChatError as exc:
+    except ChatError as exc:
         flash.error(request, str(exc))
     else:
-        async_to_sync(services.notify_sidebar)(request.user.pk)
+        async_to_sync(broadcast.sidebar_changed)(request.user.pk)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
@@ -98,8 +99,8 @@ def model_accepts_images(conversation: Conversation) -> bool:
 @require_POST
 def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     reply = get_object_or_404(Message, pk=pk, conversation__owner=request.user, role=Message.Role.ASSISTANT)
-    if services.do_request_stop(reply):
-        async_to_sync(services.notify_stop_requested)(reply)
+    if reply.is_active:
+        async_to_sync(replies.stop)(reply.pk, reply.conversation_id, reply.worker_channel)
     return HttpResponse(status=204)
 
 

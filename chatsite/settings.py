@@ -235,6 +235,8 @@ CHAT_READ_TIMEOUT = env_float("CHAT_READ_TIMEOUT", 60.0)
 CHAT_REPLY_DEADLINE = env_float("CHAT_REPLY_DEADLINE", 600.0)
 CHAT_MAX_ATTEMPTS = env_int("CHAT_MAX_ATTEMPTS", 3)
 CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04)
+# A worker whose event loop falls behind sends fewer, larger frames, up to this far apart.
+CHAT_MAX_FRAME_INTERVAL = env_float("CHAT_MAX_FRAME_INTERVAL", 0.25)
 CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 1.0)
 CHAT_STALE_AFTER = env_float("CHAT_STALE_AFTER", 30.0)
 # On SIGTERM, how long replies may go on before they are interrupted (chat.lifecycle).

@@ -18,6 +18,7 @@ from chat import services
 from chat.budgets import check_budget, usage_today
 from chat.models import Message, UsageBudget
 from chat.routing import websocket_urlpatterns
+from chat.runner import get_runner
 from tests.admin_data import FAST_HASHERS, make_conversation, make_exchange, make_user
 
 
@@ -69,20 +70,17 @@ def test_a_spent_cost_budget_refuses_with_a_clear_message(alice: User) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_reply_over_budget_is_refused_before_anything_is_written_or_requested(
-    alice: User, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_reply_over_budget_is_refused_before_anything_is_written_or_requested(alice: User) -> None:
     await UsageBudget.objects.acreate(user=alice, daily_token_limit=100)
     conversation = await alice.conversations.afirst()
-    requests: list[object] = []
-    monkeypatch.setattr("chat.generation.Runner.launch", lambda runner, reply: requests.append(reply))
     before = await Message.objects.acount()
 
     with pytest.raises(services.ChatError, match="Daily budget reached"):
-        await services.send_message(conversation, "One more, please", client_id="b1")
+        await services.send_message(alice.pk, conversation.pk, "One more, please", client_id="b1")
 
     assert await Message.objects.acount() == before
-    assert requests == []
+    # A reply is started before send_message returns: none was.
+    assert get_runner().replies == {}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -214,7 +214,7 @@ async def test_stop_pressed_while_the_database_is_slow_stops_the_reply_as_soon_a
 
 
 async def test_a_stopping_note_that_comes_after_the_final_frame_is_not_shown(sim: SimulatorProcess) -> None:
-    from chat import services
+    from chat import broadcast
 
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
@@ -226,7 +226,7 @@ async def test_a_stopping_note_that_comes_after_the_final_frame_is_not_shown(sim
     reply = await reply_of(conversation)
 
     # A Stop recorded by another worker just as this reply ended: its note lands late.
-    await services.notify_status(conversation.pk, reply.pk, "Stopping…")
+    await broadcast.note(conversation.pk, reply.pk, "Stopping…")
 
     assert await communicator.receive_nothing(0.5)
     await communicator.disconnect()
@@ -296,28 +296,30 @@ async def test_bad_frames_get_a_clear_error_and_change_nothing(
     await communicator.disconnect()
 
 
-async def test_a_page_that_never_gets_the_frames_of_the_reply_it_asked_for_is_redrawn(
+async def test_another_tab_that_never_gets_the_frame_adding_a_reply_is_redrawn_with_it(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import services
+    from chat import broadcast
 
     async def dropped(*args, **kwargs) -> None:
-        """What a full channel does with a frame: nothing, and no error."""
+        """What a full channel does with a group message: nothing, and no error."""
 
-    for notify in ("notify_messages_added", "notify_delta", "notify_final"):
-        monkeypatch.setattr(services, notify, dropped)
+    monkeypatch.setattr(broadcast, "messages_added", dropped)
     monkeypatch.setattr("chat.following.QUIET_AFTER", 0.5)
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
-    _, communicator = await connect(alice, conversation.pk)
+    _, sender = await connect(alice, conversation.pk)
+    _, other = await connect(alice, conversation.pk)
 
-    await communicator.send_to(json.dumps({"message": "Hi [sim tokens=5 tps=100]", "client_id": "x1"}))
-    frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+    await sender.send_to(json.dumps({"message": "Hi [sim tokens=200 tps=50]", "client_id": "x1"}))
+    frames = await frames_until(other, r'data-role="assistant" data-status="complete"')
 
     reply = await reply_of(conversation)
-    assert frames[-1].startswith('<div id="messages" hx-swap-oob="innerHTML">')
-    assert f'id="message-{reply.pk}"' in frames[-1] and "<h2>Hi</h2>" in frames[-1]
-    await communicator.disconnect()
+    redraws = [f for f in frames if f.startswith('<div id="messages" hx-swap-oob="innerHTML">')]
+    assert redraws and f'id="message-{reply.pk}"' in redraws[0]
+    assert f'<article id="message-{reply.pk}"' in frames[-1] and "<h2>Hi</h2>" in frames[-1]
+    await sender.disconnect()
+    await other.disconnect()
 
 
 def shown(text: str, frame: str, reply_id: int) -> str:
@@ -342,7 +344,7 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
-    (consumer,) = consumers._open_consumers
+    (consumer,) = [c for c in consumers._open_consumers if c.conversation_id == conversation.pk]
     await communicator.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "r"}))
     await frames_until(communicator, r'class="message assistant"')  # added: no text yet
     reply = await reply_of(conversation)
@@ -353,7 +355,7 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
         if frame.startswith('<div id="messages"'):
             redraws += 1
         elif redraws < 10:
-            consumer.unseen[reply.pk] = 0.0  # the watchdog redraws the page, beside the deltas
+            consumer.follower.unseen[reply.pk] = 0.0  # the watchdog redraws the page, beside the deltas
         text = shown(text, frame, reply.pk)
         seen.append(text)
         if len(text) > 1500:
@@ -369,16 +371,16 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
 async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import consumers, following, threads
+    from chat import following, threads
 
-    added = consumers.ChatConsumer.chat_messages_added
+    added = following.Follower.messages_added
 
     async def late(consumer, event) -> None:
         await asyncio.sleep(0.5)  # a channel layer that is behind
         await added(consumer, event)
 
     monkeypatch.setattr(following, "QUIET_AFTER", 0.2)
-    monkeypatch.setattr(consumers.ChatConsumer, "chat_messages_added", late)
+    monkeypatch.setattr(following.Follower, "messages_added", late)
     monkeypatch.setattr(following, "get_messages", slowly(following.get_messages, 0.6))
     monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path, 0.6))
     alice = await make_user("alice")

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 
-from chat import rendering, services
+from chat import broadcast, rendering, services
 from chat.generation import Reply, load_job
 from chat.models import Conversation, Message
 from tests.servers import SimulatorProcess
@@ -35,12 +35,17 @@ async def start_conversation(dialect: str) -> Conversation:
     return await Conversation.objects.acreate(owner=owner, provider=dialect, model=SIM_MODELS[dialect])
 
 
-async def run_turn(conversation: Conversation, text: str) -> Message:
-    """Send ``text`` and run its reply to the end, as the runner would; the saved reply."""
+async def run_turn(conversation: Conversation, text: str, *, followed_from: str = "") -> Message:
+    """Send ``text`` and run its reply to the end, as the runner would; the saved reply.
+
+    ``followed_from``: the channel of a page on another worker following the reply.
+    """
     _, message = await database_sync_to_async(services.do_start_reply)(
         conversation, text, client_id="", worker_channel="test"
     )
     reply = Reply(message, await database_sync_to_async(load_job)(message))
+    if followed_from:
+        reply.remote.add(followed_from)
     reply.task = asyncio.create_task(reply.run())
     await reply.task
     return await Message.objects.aget(pk=message.pk)
@@ -118,9 +123,11 @@ async def test_a_pending_retry_is_announced_to_the_page_before_the_reply_streams
     conversation = await start_conversation("openai-chat")
     layer = get_channel_layer()
     page = await layer.new_channel()
-    await layer.group_add(services.conversation_group(conversation.pk), page)
+    await layer.group_add(broadcast.conversation_group(conversation.pk), page)
 
-    reply = await run_turn(conversation, f"Go [sim fail=status status=503 times=1 retry_after=0 {FAST}]")
+    reply = await run_turn(
+        conversation, f"Go [sim fail=status status=503 times=1 retry_after=0 {FAST}]", followed_from=page
+    )
     frames = []
     while not frames or frames[-1]["type"] != "reply.final":
         frames.append(await asyncio.wait_for(layer.receive(page), 2))

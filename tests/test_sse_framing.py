@@ -127,3 +127,8 @@ async def test_a_seed_stream_with_crlf_one_byte_at_a_time_reads_the_same(name: s
     assert await replay(dialect, [crlf[i : i + 1] for i in range(len(crlf))]) == await replay(
         dialect, [stream]
     )
+
+
+async def test_a_stream_ending_on_crlf_blank_lines_after_an_id_makes_no_extra_event() -> None:
+    events = await read_events([b"id: 7\r\ndata: x\r\n\r\n"])
+    assert [(e.id, e.data) for e in events] == [("7", "x")]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
 from chat import services, titles
-from chat.generation import Reply, load_job
+from chat.generation import load_job
 from chat.models import Conversation, Message
 from chat.providers.events import UpstreamError
+from chat.runner import get_runner
 from tests.servers import SimulatorProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,8 +32,8 @@ def test_a_written_title_is_cleaned_to_one_plain_line(written: str, title: str) 
 
 
 def test_first_words_stop_at_a_word_within_the_limit() -> None:
-    assert services.first_words("  Tell me\nabout   otters  ") == "Tell me about otters"
-    assert services.first_words("word " * 30, limit=20) == "word word word word…"
+    assert titles.first_words("  Tell me\nabout   otters  ") == "Tell me about otters"
+    assert titles.first_words("word " * 30, limit=20) == "word word word word…"
 
 
 async def run_first_turn(text: str) -> tuple[Conversation, Message]:
@@ -43,9 +42,11 @@ async def run_first_turn(text: str) -> tuple[Conversation, Message]:
     _, message = await database_sync_to_async(services.do_start_reply)(
         conversation, text, client_id="", worker_channel="test"
     )
-    reply = Reply(message, await database_sync_to_async(load_job)(message))
-    reply.task = asyncio.create_task(reply.run())
+    runner = get_runner()
+    await runner.channel_name()
+    reply = runner.launch(message, await database_sync_to_async(load_job)(message))
     await reply.task
+    await runner.titles.join()  # titles are named in the background, one at a time
     return await Conversation.objects.aget(pk=conversation.pk), await Message.objects.aget(pk=message.pk)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import orjson
 from httpx_sse import ServerSentEvent
 
 from chat.providers.events import Event, Finished, UpstreamError
@@ -87,8 +88,9 @@ def flatten_history(turns: Sequence[Turn], system_prompt: str = "") -> str:
 
 
 def load_json(data: str) -> Any:
+    # orjson: several times faster than json, and this runs once per upstream event.
     try:
-        return json.loads(data)
+        return orjson.loads(data)
     except (ValueError, RecursionError):
         preview = data[:80]
         raise UpstreamError(f"the upstream sent a chunk that is not valid JSON: {preview!r}") from None

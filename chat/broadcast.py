@@ -1,0 +1,115 @@
+"""Everything that crosses the channel layer: group names, message types and every send.
+
+A reply's text does not travel here when it can help it: the worker that owns a reply
+hands each frame straight to the pages following it in the same process
+(``chat.runner``). The layer carries what is rare or crosses processes: a page's group
+events (messages added, the thread changed, a reply's final state and notes), a
+person's sidebar, requests to the worker that owns a reply (Stop, follow, unfollow) and
+frames for followers on other workers.
+
+Delivery is at most once and a full channel drops silently (``group_send``) or raises
+``ChannelFull`` (``send``); every reader repairs a loss (``chat.following``), so the
+sends here report a drop and never raise it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+
+# To the pages of a conversation.
+MESSAGES_ADDED = "chat.messages_added"
+THREAD_CHANGED = "chat.thread_changed"
+NOTE = "reply.note"
+FINAL = "reply.final"
+# Once a second while a reply runs: how far it is. A page that lost the frame adding
+# the reply, or some of its frames, or the answer to its follow request, learns of it.
+PROGRESS = "reply.progress"
+# To one page on another worker, from the owner of a reply it follows.
+DELTA = "reply.delta"
+SNAPSHOT = "reply.snapshot"
+# To every page of one person.
+SIDEBAR_CHANGED = "sidebar.changed"
+# To the worker that owns a reply. Following is answered with a snapshot, the text so
+# far, and then every frame after it.
+STOP = "reply.stop"
+FOLLOW = "reply.follow"
+UNFOLLOW = "reply.unfollow"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Every page of one person, for the sidebar."""
+    return f"user-{user_id}"
+
+
+async def join(channel: str, conversation_id: int, user_id: int) -> None:
+    layer = get_channel_layer()
+    await layer.group_add(conversation_group(conversation_id), channel)
+    await layer.group_add(user_group(user_id), channel)
+
+
+async def leave(channel: str, conversation_id: int, user_id: int) -> None:
+    layer = get_channel_layer()
+    await layer.group_discard(conversation_group(conversation_id), channel)
+    await layer.group_discard(user_group(user_id), channel)
+
+
+async def _to_conversation(conversation_id: int, message: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(conversation_group(conversation_id), message)
+
+
+async def _to_channel(channel: str, message: dict[str, Any]) -> bool:
+    """False when the channel was full and the message dropped."""
+    try:
+        await get_channel_layer().send(channel, message)
+    except ChannelFull:
+        return False
+    return True
+
+
+async def messages_added(conversation_id: int, ids: list[int]) -> None:
+    await _to_conversation(conversation_id, {"type": MESSAGES_ADDED, "ids": ids})
+
+
+async def thread_changed(conversation_id: int) -> None:
+    """Another version was made or chosen: every page redraws the messages it shows."""
+    await _to_conversation(conversation_id, {"type": THREAD_CHANGED})
+
+
+async def note(conversation_id: int, reply_id: int, text: str) -> None:
+    await _to_conversation(conversation_id, {"type": NOTE, "id": reply_id, "note": text})
+
+
+async def final(conversation_id: int, reply_id: int) -> None:
+    await _to_conversation(conversation_id, {"type": FINAL, "id": reply_id})
+
+
+async def progress(conversation_id: int, reply_id: int, offset: int) -> None:
+    await _to_conversation(conversation_id, {"type": PROGRESS, "id": reply_id, "offset": offset})
+
+
+async def sidebar_changed(user_id: int) -> None:
+    await get_channel_layer().group_send(user_group(user_id), {"type": SIDEBAR_CHANGED})
+
+
+async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:
+    return await _to_channel(channel, {"type": DELTA, "id": reply_id, "offset": offset, "text": text})
+
+
+async def snapshot(channel: str, reply_id: int, text: str) -> bool:
+    return await _to_channel(channel, {"type": SNAPSHOT, "id": reply_id, "text": text})
+
+
+async def to_owner(worker_channel: str, kind: str, reply_id: int, reply_to: str = "") -> bool:
+    """Ask the worker that owns a reply to stop it (``STOP``), or to send a page its
+    frames (``FOLLOW``, answered with a snapshot) or no more of them (``UNFOLLOW``)."""
+    message: dict[str, Any] = {"type": kind, "id": reply_id}
+    if reply_to:
+        message["reply_to"] = reply_to
+    return await _to_channel(worker_channel, message)

@@ -1,0 +1,120 @@
+"""A reply's state after it starts: each change writes the database and tells the pages, in one call.
+
+The writes are sync functions (transactions stay in sync code) called through
+``database_sync_to_async``; the async functions here pair each with its broadcast, so
+every path of a reply (done, stopped, failed, interrupted, deleted) changes state the
+same way. ``stop`` is the only way to stop a reply, whoever asks: a page, a view, the
+admin or a deleted conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from chat import broadcast, threads
+from chat.models import Message
+
+logger = logging.getLogger(__name__)
+
+STOPPING = "Stopping…"
+
+
+# Writes
+
+
+def do_save_progress(reply_id: int, content: str, retries: int) -> bool:
+    """Persist the text so far (a reply with text is streaming); False when the reply
+    should stop: Stop was asked, or it ended or was deleted."""
+    fields: dict[str, Any] = {"content": content, "retries": retries, "heartbeat_at": timezone.now()}
+    if content:
+        fields["status"] = Message.Status.STREAMING
+    return bool(Message.objects.active().filter(pk=reply_id, stop_requested_at__isnull=True).update(**fields))
+
+
+def do_save_progress_many(batch: list[tuple[int, str, int]]) -> list[int]:
+    """Persist several replies' text in one transaction; the ids that should stop."""
+    with transaction.atomic():
+        return [
+            reply_id
+            for reply_id, content, retries in batch
+            if not do_save_progress(reply_id, content, retries)
+        ]
+
+
+def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None:
+    """The final state, and the message as its final frame shows it; None when the reply
+    had ended already (or was deleted)."""
+    if not Message.objects.transition(reply_id, status, heartbeat_at=None, **fields):
+        return None
+    return next(iter(threads.with_versions(list(Message.objects.filter(pk=reply_id)))), None)
+
+
+def do_request_stop(reply_id: int) -> bool:
+    return bool(
+        Message.objects.active()
+        .filter(pk=reply_id, stop_requested_at__isnull=True)
+        .update(stop_requested_at=timezone.now())
+    )
+
+
+def do_interrupt_stale_replies() -> list[Message]:
+    """Replies whose worker stopped beating (a crash): ``interrupted``, text kept."""
+    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_STALE_AFTER)
+    stale = list(Message.objects.active().filter(heartbeat_at__lt=cutoff))
+    return [
+        m
+        for m in stale
+        if Message.objects.transition(
+            m.pk,
+            Message.Status.INTERRUPTED,
+            heartbeat_at=None,
+            error="The server stopped while writing this reply.",
+        )
+    ]
+
+
+# Changes, each written and told
+
+
+async def finish(reply_id: int, conversation_id: int, status: str, **fields: Any) -> Message | None:
+    message = await database_sync_to_async(do_finish_reply)(reply_id, status, **fields)
+    await broadcast.final(conversation_id, reply_id)
+    return message
+
+
+async def stop(reply_id: int, conversation_id: int, worker_channel: str) -> None:
+    """Stop a reply wherever it runs; repeats are harmless.
+
+    The owner is told first, and at once, so the upstream is closed without waiting on
+    the database; the request is recorded after, so a lost message still takes effect at
+    the owner's next save (within ``CHAT_PERSIST_INTERVAL``). "Stopping…" is sent before
+    either, so it reaches every page ahead of the final frame the stop leads to.
+    """
+    await broadcast.note(conversation_id, reply_id, STOPPING)
+    await broadcast.to_owner(worker_channel, broadcast.STOP, reply_id)
+    # Not database_sync_to_async: from a view (through async_to_sync) this runs in the
+    # view's own thread, whose connection must stay open for the rest of the request.
+    await sync_to_async(do_request_stop)(reply_id)
+
+
+async def stop_all(replies: list[Message]) -> None:
+    for reply in replies:
+        await stop(reply.pk, reply.conversation_id, reply.worker_channel)
+
+
+async def interrupt_stale() -> None:
+    await interrupted(await database_sync_to_async(do_interrupt_stale_replies)())
+
+
+async def interrupted(replies: list[Message]) -> None:
+    for reply in replies:
+        logger.warning("reply %s interrupted: its worker stopped beating", reply.pk)
+        await broadcast.final(reply.conversation_id, reply.pk)

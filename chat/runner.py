@@ -1,0 +1,189 @@
+"""The replies of one worker process, and the channel other processes reach them on.
+
+One runner per process (per event loop, in tests). It starts replies as tasks of their
+own, relays their text to the pages following them on one clock for all of them, saves
+everyone's progress in one transaction a second, names conversations in the background,
+and answers Stop and follow requests from any worker.
+
+The frame clock: every ``CHAT_FRAME_INTERVAL`` the text each reply received since its last
+frame goes out as one frame. When the event loop falls behind (it wakes late), the
+interval grows, up to ``CHAT_MAX_FRAME_INTERVAL``, so a busy worker sends fewer, larger
+frames instead of queueing; it shrinks back as the loop catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import TYPE_CHECKING
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+
+from chat import broadcast, replies
+from chat.generation import Job, Reply
+
+if TYPE_CHECKING:
+    from chat.following import Follower
+from chat.models import Message
+from chat.titles import TitleQueue
+
+logger = logging.getLogger(__name__)
+
+
+def next_interval(interval: float, lag: float, base: float, ceiling: float) -> float:
+    """The frame clock's next interval, given how late the loop woke it (``lag``)."""
+    if lag > base:
+        return min(ceiling, max(interval * 1.5, lag))
+    if lag < base / 4:
+        return max(base, interval * 0.8)
+    return interval
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.replies: dict[int, Reply] = {}
+        # The open pages of this process, by conversation.
+        self.pages: dict[int, set[Follower]] = {}
+        self.channel: str | None = None
+        self.titles = TitleQueue()
+        self.interval = settings.CHAT_FRAME_INTERVAL
+        self._news: set[Reply] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def channel_name(self) -> str:
+        if self.channel is None:
+            # The layer's default prefix: channels_redis reads all of a process's own
+            # channels with one blocking pop on that prefix's key, so a channel of
+            # another prefix would hold the read for seconds and starve the sockets'.
+            self.channel = await get_channel_layer().new_channel()
+            for loop in (self._listen(), self._relay(), self._persist(), self._sweep(), self.titles.run()):
+                task = asyncio.create_task(loop)
+                self._background.add(task)
+        return self.channel
+
+    def launch(self, message: Message, job: Job) -> Reply:
+        reply = Reply(message, job, self)
+        # Every page of the conversation on this worker follows it from its first word.
+        for page in self.pages.get(message.conversation_id, ()):
+            page.expect(message)
+            reply.followers.add(page)
+        reply.task = asyncio.create_task(reply.run(), name=f"reply-{reply.id}")
+        self.replies[reply.id] = reply
+        reply.task.add_done_callback(lambda _: self._ended(reply))
+        return reply
+
+    def _ended(self, reply: Reply) -> None:
+        self.replies.pop(reply.id, None)
+        self._news.discard(reply)
+
+    def relay_soon(self, reply: Reply) -> None:
+        """``reply`` has text its followers lack: it goes with the next frame."""
+        self._news.add(reply)
+
+    async def shutdown(self, grace: float) -> None:
+        """Let the replies run for up to ``grace`` seconds, then interrupt the rest.
+
+        Every reply ends through its own finish path, so its final state is written and
+        broadcast; the channel keeps answering Stop and snapshots until then.
+        """
+        running = [reply.task for reply in self.replies.values() if reply.task]
+        if running and grace > 0:
+            await asyncio.wait(running, timeout=grace)
+        for reply in list(self.replies.values()):
+            reply.interrupt()
+        if ending := [reply.task for reply in self.replies.values() if reply.task]:
+            # Bounded: an unreachable database must not keep the worker from exiting.
+            await asyncio.wait(ending, timeout=10)
+        for task in self._background:
+            task.cancel()
+
+    async def _relay(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.interval)
+            lag = loop.time() - before - self.interval
+            self.interval = next_interval(
+                self.interval, lag, settings.CHAT_FRAME_INTERVAL, settings.CHAT_MAX_FRAME_INTERVAL
+            )
+            news, self._news = self._news, set()
+            for reply in news:
+                try:
+                    await reply.relay()
+                except Exception:
+                    logger.exception("relaying reply %s failed", reply.id)
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("the runner's channel failed; listening again in 1 s")
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self._answer(layer, message)
+            except Exception:
+                # A vanished reply_to channel must not end the listening.
+                logger.exception("answering %s failed", message.get("type"))
+
+    async def _answer(self, layer: BaseChannelLayer, message: dict) -> None:
+        reply = self.replies.get(message.get("id"))
+        if reply is None:
+            return
+        kind = message.get("type")
+        if kind == broadcast.STOP:
+            reply.stop()
+        elif kind == broadcast.FOLLOW and isinstance(page := message.get("reply_to"), str):
+            await reply.follow_from(page)
+        elif kind == broadcast.UNFOLLOW:
+            reply.remote.discard(message.get("reply_to"))
+
+    async def _persist(self) -> None:
+        """Every reply's text so far and its heartbeat: one transaction a second per process.
+
+        One batched write keeps the frames of many replies from queueing behind the
+        database thread; a reply the database refuses (Stop asked, or ended) is stopped.
+        Then each reply's progress goes to its conversation's pages (``broadcast.PROGRESS``).
+        """
+        while True:
+            await asyncio.sleep(settings.CHAT_PERSIST_INTERVAL)
+            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.closing]
+            if not batch:
+                continue
+            try:
+                refused = await database_sync_to_async(replies.do_save_progress_many)(batch)
+            except Exception:
+                logger.exception("saving progress failed")
+                continue
+            for reply_id in refused:
+                if reply := self.replies.get(reply_id):
+                    reply.stop()
+            for reply in list(self.replies.values()):
+                if not reply.closing:
+                    await broadcast.progress(reply.conversation_id, reply.id, reply.relayed_chars)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(settings.CHAT_STALE_AFTER / 2)
+            try:
+                await replies.interrupt_stale()
+            except Exception:
+                logger.exception("sweeping stale replies failed")
+
+
+_runners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runner] = weakref.WeakKeyDictionary()
+
+
+def get_runner() -> Runner:
+    """The runner of the running event loop: one per process in production."""
+    loop = asyncio.get_running_loop()
+    if loop not in _runners:
+        _runners[loop] = Runner()
+    return _runners[loop]
