@@ -27,7 +27,7 @@ run: $(VENV)/.runtime
 	$(PY) manage.py ensure_login
 	@$(PY) -m chat.simulator --port $(DEMO_PORT) & sim=$$!; trap 'kill $$sim' EXIT INT TERM; \
 	echo "Open http://$(HOST):$(PORT)/"; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) chatsite.asgi:application
+	$(PY) -m chat.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 # The browser tests drive Debian's Chromium; install it where it is missing.
 chromium:

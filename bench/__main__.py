@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile-k", type=int, default=defaults.profile_k, help="py-spy the 1w worker at this K (0: off)"
     )
+    parser.add_argument(
+        "--profile-rate", type=int, default=defaults.profile_rate, help="py-spy samples a second"
+    )
     parser.add_argument("--no-probe", action="store_true", help="do not look for the largest K beyond --ks")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-plot", action="store_true")
@@ -56,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
         tps=args.tps, long_chars=args.long, min_replies=args.min_replies, stop_every=args.stop_every,
-        profile_k=args.profile_k, probe=not args.no_probe, out=args.out, plot=not args.no_plot,
-        publish=args.publish,
+        profile_k=args.profile_k, profile_rate=args.profile_rate, probe=not args.no_probe, out=args.out,
+        plot=not args.no_plot, publish=args.publish,
     )  # fmt: skip
     run_benchmark(options)
     print((options.out / "latest.md").read_text())

@@ -44,6 +44,7 @@ class Phase:
     tps: float
     log_dir: Path
     profile_to: Path | None = None
+    profile_rate: int = 100
     logged_in: bool = False  # the login form was used once; other sessions are made like it makes them
 
 
@@ -165,7 +166,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         cpu_before = sum(w.cpu() for w in workers)
         sim_before = cpu_seconds(sim.process.pid)
         client_before = _own_cpu()
-        profiler = _start_profiler(workers[0], phase.profile_to)
+        profiler = _start_profiler(workers[0], phase.profile_to, phase.profile_rate)
         rss_peak = asyncio.run(
             _relay(list(zip(_chunks(relay_runs, k), _chunks(specs, k), strict=True)), workers, phase.tps)
         )
@@ -226,14 +227,14 @@ def _own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _start_profiler(worker: Worker, output: Path | None) -> subprocess.Popen | None:
+def _start_profiler(worker: Worker, output: Path | None, rate: int) -> subprocess.Popen | None:
     if output is None:
         return None
     output.parent.mkdir(parents=True, exist_ok=True)
     beside = Path(sys.executable).parent / "py-spy"
     py_spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", "100", "--nonblocking", "--gil",
-               "--format", "raw", "--output", str(output)]  # fmt: skip
+    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", str(rate), "--nonblocking",
+               "--gil", "--format", "raw", "--output", str(output)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     return process

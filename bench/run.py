@@ -31,6 +31,7 @@ class Options:
     ramp: float = 1.0
     stop_every: int = 4
     profile_k: int = 200
+    profile_rate: int = 100
     probe: bool = True
     max_k: int = 1000
     out: Path = RESULTS
@@ -79,7 +80,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
 
 def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry: dict[str, Any]) -> None:
     config.prepare(var_dir, sim.url, 1, PASSWORD)
-    phase = Phase(config, sim, options.tps, options.out / "logs")
+    phase = Phase(config, sim, options.tps, options.out / "logs", profile_rate=options.profile_rate)
     tried: dict[int, dict[str, Any]] = {}
 
     def measure(k: int) -> dict[str, Any]:

@@ -141,7 +141,7 @@ class Config:
                     [
                         sys.executable,
                         "-m",
-                        "daphne",
+                        "chat.serve",
                         "-b",
                         "127.0.0.1",
                         "-p",

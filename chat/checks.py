@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
 from chat.models import Conversation, Message
 from chat.providers import accepts_images
 from chat.providers.config import get_providers
 
+BUSY = "A reply is still being written here: wait for it, or press Stop, first."
 # The image URL column's length.
 MAX_IMAGE_URL = Message._meta.get_field("image_url").max_length
 
@@ -71,20 +73,28 @@ def check_rate(user_id: int) -> None:
         raise ChatError("You are sending messages faster than allowed; wait a minute and try again.")
 
 
-def check_reply_cap(owner_id: int) -> None:
-    """At most ``CHAT_MAX_CONCURRENT_REPLIES`` replies of one person at once.
+def check_replies_running(conversation: Conversation, besides: int) -> None:
+    """At most ``CHAT_MAX_CONCURRENT_REPLIES`` replies of one person at once, and one at a
+    time in a conversation (the next turn needs the whole of this one).
 
-    Call inside the transaction that has just added a reply, so it counts itself.
+    Call inside the transaction that has just added reply ``besides``, so it counts itself.
     """
+    owner_id = conversation.owner_id
+    if connection.features.has_select_for_update:
+        # Two workers take turns here; SQLite's immediate transactions already do.
+        list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
+    running = list(
+        Message.objects.active().filter(conversation__owner_id=owner_id).values_list("pk", "conversation_id")
+    )
     limit = settings.CHAT_MAX_CONCURRENT_REPLIES
-    # Locking the person's row makes two workers take turns here (SQLite writes one at a time).
-    list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
-    if Message.objects.active().filter(conversation__owner_id=owner_id).count() > limit:
+    if len(running) > limit:
         replies = "reply" if limit == 1 else "replies"
         raise ChatError(
             f"You already have {limit} {replies} being written, the most allowed at once. "
             "Wait for one to finish, or stop one, then try again."
         )
+    if any(pk != besides and here == conversation.pk for pk, here in running):
+        raise ChatError(BUSY)
 
 
 def check_branch(conversation: Conversation, message_id: int, role: str = "") -> Message:
@@ -96,10 +106,10 @@ def check_branch(conversation: Conversation, message_id: int, role: str = "") ->
     return message
 
 
-def check_no_reply_running(conversation: Conversation, besides: int | None = None) -> None:
+def check_no_reply_running(conversation: Conversation) -> None:
     """One reply at a time in a conversation: the next turn needs the whole of this one."""
-    if Message.objects.active().filter(conversation=conversation).exclude(pk=besides).exists():
-        raise ChatError("A reply is still being written here: wait for it, or press Stop, first.")
+    if Message.objects.active().filter(conversation=conversation).exists():
+        raise ChatError(BUSY)
 
 
 def check_model_choice(choice: str) -> tuple[str, str]:

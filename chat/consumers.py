@@ -8,6 +8,7 @@ follows the replies it shows, and repairs what it missed, is its ``Follower``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
@@ -96,6 +98,8 @@ async def close_all_for_restart() -> None:
 
 class ChatConsumer(AsyncWebsocketConsumer):
     follower: Follower | None = None
+    sidebar_task: asyncio.Task[None] | None = None
+    sidebar_stale = False
 
     async def connect(self) -> None:
         user = self.scope["user"]
@@ -144,6 +148,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)
+        if self.sidebar_task is not None:
+            self.sidebar_task.cancel()
         if self.follower is not None:
             await self.follower.stop()
             await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
@@ -164,6 +170,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
         await self.close(code=1012)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        # A socket that closed under a frame on its way: its disconnect follows.
+        with contextlib.suppress(Disconnected):
+            await super().send(text_data, bytes_data, close)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None or len(text_data) > MAX_FRAME_BYTES:
@@ -248,8 +261,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Group events
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
-        recent, current = await database_sync_to_async(get_sidebar)(self.scope["user"], self.conversation_id)
-        await self.send(rendering.sidebar_html(recent, current))
+        """Redraw the sidebar beside the socket's frames, so a Stop read after this waits
+        for no database trip; changes that come while one redraw waits share the next."""
+        self.sidebar_stale = True
+        if self.sidebar_task is None or self.sidebar_task.done():
+            self.sidebar_task = asyncio.create_task(self._redraw_sidebar())
+
+    async def _redraw_sidebar(self) -> None:
+        while self.sidebar_stale:
+            self.sidebar_stale = False
+            try:
+                recent, current = await database_sync_to_async(get_sidebar)(
+                    self.scope["user"], self.conversation_id
+                )
+                await self.send(rendering.sidebar_html(recent, current))
+            except Exception:
+                logger.exception("redrawing the sidebar failed")
 
 
 # Frame actions that start a reply, each from the frame's fields.

@@ -98,6 +98,8 @@ class Reply:
         self.stopping = False
         self.interrupting = False
         self.closing = False
+        # Its final state is written: set by ``_finish``, the one place that writes it.
+        self.finished = False
         self.task: asyncio.Task[None] | None = None
         # One relay at a time, so frames leave in order even when a send waits.
         self._relaying = asyncio.Lock()
@@ -219,7 +221,21 @@ class Reply:
             if await broadcast.snapshot(channel, self.id, self.relayed_text):
                 self.remote.add(channel)
 
+    async def end_unstarted(self) -> None:
+        """The final state of a reply whose task ended without writing one: cancelled
+        before its first step, as a task can be (its body never ran)."""
+        if self.stopping:
+            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text)
+        else:
+            outcome = Outcome(Message.Status.INTERRUPTED, self.text, "The server stopped this reply.")
+        try:
+            await self._finish(outcome, time.monotonic())
+        except Exception:
+            logger.exception("reply %s ended without its final state", self.id)
+
     async def _finish(self, outcome: Outcome, started: float) -> None:
+        if self.finished:
+            return
         self.closing = True
         if outcome.status != Message.Status.CANCELLED:
             await self.relay()  # the last words stream like the rest
@@ -244,6 +260,7 @@ class Reply:
             duration_ms=round((time.monotonic() - started) * 1000),
             retries=self.retries,
         )
+        self.finished = True
         for follower in list(self.followers):
             try:
                 await follower.end_reply(self.id, message)

@@ -51,7 +51,9 @@ class Runner:
         self.titles = TitleQueue()
         self.interval = settings.CHAT_FRAME_INTERVAL
         self._news: set[Reply] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()
+        # Final writes of replies whose task ended without one (see ``Reply.end_unstarted``).
+        self._finishing: set[asyncio.Future[None]] = set()
 
     async def channel_name(self) -> str:
         if self.channel is None:
@@ -60,8 +62,7 @@ class Runner:
             # another prefix would hold the read for seconds and starve the sockets'.
             self.channel = await get_channel_layer().new_channel()
             for loop in (self._listen(), self._relay(), self._persist(), self._sweep(), self.titles.run()):
-                task = asyncio.create_task(loop)
-                self._background.add(task)
+                self._keep(asyncio.create_task(loop))
         return self.channel
 
     def launch(self, message: Message, job: Job) -> Reply:
@@ -78,10 +79,23 @@ class Runner:
     def _ended(self, reply: Reply) -> None:
         self.replies.pop(reply.id, None)
         self._news.discard(reply)
+        if not reply.finished:
+            ending = asyncio.ensure_future(reply.end_unstarted())
+            self._finishing.add(ending)
+            ending.add_done_callback(self._finishing.discard)
+
+    def _keep(self, task: asyncio.Future[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def relay_soon(self, reply: Reply) -> None:
         """``reply`` has text its followers lack: it goes with the next frame."""
         self._news.add(reply)
+
+    async def settled(self) -> None:
+        """Until every reply started so far has ended and its final state is written."""
+        while running := [r.task for r in self.replies.values() if r.task] + list(self._finishing):
+            await asyncio.wait(running)
 
     async def shutdown(self, grace: float) -> None:
         """Let the replies run for up to ``grace`` seconds, then interrupt the rest.
@@ -97,7 +111,9 @@ class Runner:
         if ending := [reply.task for reply in self.replies.values() if reply.task]:
             # Bounded: an unreachable database must not keep the worker from exiting.
             await asyncio.wait(ending, timeout=10)
-        for task in self._background:
+        if self._finishing:
+            await asyncio.wait(list(self._finishing), timeout=10)
+        for task in list(self._background):
             task.cancel()
 
     async def _relay(self) -> None:
@@ -154,7 +170,8 @@ class Runner:
         """
         while True:
             await asyncio.sleep(settings.CHAT_PERSIST_INTERVAL)
-            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.closing]
+            # Finishing replies too: their heartbeat says this worker still runs them.
+            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.finished]
             if not batch:
                 continue
             try:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat import broadcast, threads
@@ -23,9 +25,8 @@ from chat.checks import (
     check_branch,
     check_image,
     check_message,
-    check_no_reply_running,
     check_rate,
-    check_reply_cap,
+    check_replies_running,
 )
 from chat.generation import Job, load_job
 from chat.models import Conversation, Message
@@ -60,16 +61,18 @@ def do_start_reply(
     while a reply in this conversation is still being written.
     """
     with transaction.atomic():
-        parent_id = threads.shape_of(conversation.pk).last
-        created = do_add_turn(
-            conversation, parent_id, text, image_url, client_id=client_id, worker_channel=worker_channel
+        path = threads.visible_path(conversation.pk)
+        parent_id = path[-1].pk if path else None
+        # A conversation's first message is its title until the model writes one.
+        return do_add_turn(
+            conversation,
+            parent_id,
+            text,
+            image_url,
+            client_id=client_id,
+            worker_channel=worker_channel,
+            title=first_words(text),
         )
-        if created:
-            # After the write, so a repeated client_id stays a silent repeat, not an error.
-            check_no_reply_running(conversation, besides=created[1].pk)
-            # Conditional: a title the model or the person wrote meanwhile stays.
-            Conversation.objects.filter(pk=conversation.pk, title="").update(title=first_words(text))
-    return created
 
 
 def do_add_turn(
@@ -80,7 +83,10 @@ def do_add_turn(
     *,
     client_id: str,
     worker_channel: str,
+    title: str = "",
 ) -> tuple[Message, Message] | None:
+    """The person's message after ``parent_id``, and a pending reply; None when
+    ``client_id`` was seen before (a silent repeat, checked before any limit)."""
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -91,7 +97,7 @@ def do_add_turn(
                 image_url=image_url,
                 client_id=client_id,
             )
-            reply = _add_reply(conversation, message.pk, worker_channel)
+            reply = _add_reply(conversation, message.pk, worker_channel, title=title)
     except IntegrityError:
         return None
     return message, reply
@@ -109,8 +115,9 @@ def do_add_reply(
 
 
 def _add_reply(
-    conversation: Conversation, parent_id: int, worker_channel: str, client_id: str = ""
+    conversation: Conversation, parent_id: int, worker_channel: str, client_id: str = "", title: str = ""
 ) -> Message:
+    """A pending reply; ``title`` names a conversation that has none yet."""
     reply = Message.objects.create(
         conversation=conversation,
         parent_id=parent_id,
@@ -122,8 +129,12 @@ def _add_reply(
         heartbeat_at=timezone.now(),
         client_id=client_id,
     )
-    check_reply_cap(conversation.owner_id)
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    check_replies_running(conversation, besides=reply.pk)
+    changes: dict[str, Any] = {"updated_at": timezone.now()}
+    if title:
+        # Conditional: a title the model or the person wrote meanwhile stays.
+        changes["title"] = Case(When(title="", then=Value(title)), default=F("title"))
+    Conversation.objects.filter(pk=conversation.pk).update(**changes)
     return reply
 
 

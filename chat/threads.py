@@ -83,9 +83,11 @@ def annotate(messages: Iterable[Message], shape: Shape) -> list[Message]:
 
 
 def visible_path(conversation_id: int) -> list[Message]:
-    shape = shape_of(conversation_id)
-    found = Message.objects.in_bulk(shape.path)
-    return annotate((found[pk] for pk in shape.path if pk in found), shape)
+    """The messages the page shows, first to last, read in one query."""
+    messages = list(Message.objects.filter(conversation_id=conversation_id))
+    shape = _shape([(m.pk, m.parent_id, m.selected_at) for m in messages])
+    by_id = {m.pk: m for m in messages}
+    return annotate((by_id[pk] for pk in shape.path), shape)
 
 
 def with_versions(messages: list[Message]) -> list[Message]:

@@ -28,6 +28,7 @@ from httpx_sse import ServerSentEvent
 # httpx-sse's own line and event decoders, fed directly (see ``SSEFramer``).
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
+from chat import network
 from chat.providers import DIALECTS
 from chat.providers.base import Parser, Turn, error_from_body
 from chat.providers.config import Provider
@@ -44,10 +45,15 @@ def get_client() -> httpx.AsyncClient:
     """One pooled client per event loop (tests run several loops in one process)."""
     loop = asyncio.get_running_loop()
     if loop not in _clients:
-        _clients[loop] = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        )
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+        _clients[loop] = httpx.AsyncClient(transport=network.transport(limits))
     return _clients[loop]
+
+
+async def close_client() -> None:
+    """Close this event loop's client and the connections it keeps alive."""
+    if (client := _clients.pop(asyncio.get_running_loop(), None)) is not None:
+        await client.aclose()
 
 
 def request_timeout() -> httpx.Timeout:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import socket
 
 import pytest
 
+from chat import upstream
 from chat.providers.config import get_providers
 from tests.servers import SimulatorProcess, start_simulator
 
@@ -34,6 +36,19 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.fixturenames.append("_close_upstream_connections")
+
+
+@pytest.fixture
+async def _close_upstream_connections() -> None:
+    """Each async test runs its own event loop: close the connections its client kept alive."""
+    yield
+    await upstream.close_client()
 
 
 @pytest.fixture(scope="session", autouse=True)

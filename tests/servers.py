@@ -156,7 +156,7 @@ def start_app(env: dict[str, str], port: int | None = None, log: Path | None = N
     port = port or free_port()
     output = log.open("w") if log else None
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+        [sys.executable, "-m", "chat.serve", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=output,

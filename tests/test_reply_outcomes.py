@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from decimal import Decimal
@@ -149,3 +150,25 @@ async def test_a_multi_turn_chat_reaches_a_single_prompt_dialect_as_a_transcript
     assert sim.last()["body"]["prompt"] == (
         f"User: First [sim {FAST}]\n\nAssistant: {first.content}\n\nUser: Second [sim {FAST}]\n\nAssistant:"
     )
+
+
+async def test_a_reply_stopped_before_its_task_first_runs_still_ends_cancelled(sim: SimulatorProcess) -> None:
+    from chat.runner import get_runner
+
+    conversation = await start_conversation("openai-chat")
+    _, message = await database_sync_to_async(services.do_start_reply)(
+        conversation, f"Go [sim {FAST}]", client_id="", worker_channel="test"
+    )
+    runner = get_runner()
+    await runner.channel_name()
+    reply = runner.launch(message, await database_sync_to_async(load_job)(message))
+    reply.stop()  # before the task has taken a step: its body never runs
+
+    with contextlib.suppress(asyncio.CancelledError):
+        await reply.task
+    await asyncio.wait_for(runner.settled(), 5)
+
+    saved = await Message.objects.aget(pk=message.pk)
+    assert saved.status == Message.Status.CANCELLED
+    assert saved.content == ""
+    assert sim.requests() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -42,3 +43,40 @@ def test_a_client_hanging_up_mid_stream_is_recorded_with_its_moment(
     assert record["outcome"] == "client closed"
     assert record["client_closed_at"] is not None
     assert len(record["token_times"]) < 500
+
+
+async def test_replies_one_after_another_share_a_kept_alive_connection_and_a_stopped_one_closes_its_own(
+    sim: SimulatorProcess,
+) -> None:
+    from chat.providers.base import Turn
+    from chat.providers.config import get_providers
+    from chat.upstream import stream_events
+
+    demo = get_providers()["demo"]
+
+    async def reply(prompt: str, *, stop_after: int | None = None) -> None:
+        events = stream_events(demo, "demo-1", [Turn("user", prompt)])
+        async with contextlib.aclosing(events):
+            async for count, _ in aenumerate(events):
+                if stop_after is not None and count >= stop_after:
+                    break  # as Stop does: the request is closed mid-stream
+
+    await reply("one [sim tokens=5 tps=500]")
+    await reply("two [sim tokens=5 tps=500]")
+    await reply("three [sim tokens=500 tps=200]", stop_after=3)
+    await reply("four [sim tokens=5 tps=500]")
+
+    def ended(index: int) -> dict:
+        return wait_until(lambda: (r := sim.requests()[index])["ended_at"] and r)
+
+    one, two, three, four = (ended(index) for index in range(4))
+    assert one["connection"] == two["connection"] == three["connection"]
+    assert three["outcome"] == "client closed"
+    assert four["connection"] != three["connection"]  # the stopped stream's connection was not reused
+
+
+async def aenumerate(iterable):
+    count = 0
+    async for item in iterable:
+        yield count, item
+        count += 1

@@ -47,32 +47,57 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str
 
 
 class Simulator:
-    def __init__(self, tokens_per_second: float = 40.0, api_key: str = "") -> None:
+    """``keep_alive``: serve one request after another on a connection, as vendors do,
+    until the client closes it; otherwise close it after each response."""
+
+    def __init__(self, tokens_per_second: float = 40.0, api_key: str = "", keep_alive: bool = False) -> None:
         self.tokens_per_second = tokens_per_second
         self.api_key = api_key
+        self.keep_alive = keep_alive
         self.records: list[dict[str, Any]] = []
         self.failures: Counter[str] = Counter()
         self.ids = count(1)
+        self.connections = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
         try:
-            method, path, headers, body = await read_request(reader)
+            while await self._serve_one(reader, writer, connection) and self.keep_alive:
+                pass
+        finally:
+            writer.close()
+
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: int
+    ) -> bool:
+        """One request; True when the connection may carry another."""
+        try:
+            try:
+                method, path, headers, body = await read_request(reader)
+            except BadRequest:
+                if reader.at_eof():
+                    return False  # the client closed an idle connection
+                raise
             if path.startswith("/_sim/"):
                 await self._control(writer, method, path)
-            else:
-                await self._generate(reader, writer, method, path, headers, body)
+                return True
+            return await self._generate(reader, writer, method, path, headers, body, connection)
         except (BadRequest, ValueError, LookupError, TypeError, AttributeError, asyncio.IncompleteReadError):
             await self._respond(writer, 400, {"error": {"message": "bad request"}})
         except ConnectionError:
             pass
-        finally:
-            writer.close()
+        return False
+
+    @property
+    def _connection_header(self) -> str:
+        return "" if self.keep_alive else "connection: close\r\n"
 
     async def _respond(self, writer: asyncio.StreamWriter, status: int, data: Any, extra: str = "") -> None:
         payload = json.dumps(data).encode()
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(payload)}\r\nconnection: close\r\n{extra}\r\n"
+            f"content-length: {len(payload)}\r\n{self._connection_header}{extra}\r\n"
         )
         writer.write(head.encode() + payload)
         await writer.drain()
@@ -95,12 +120,13 @@ class Simulator:
         return headers.get(dialect.key_header) == expected
 
     async def _generate(
-        self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> None:
+        self, reader, writer, method: str, path: str, headers: dict[str, str], body: bytes, connection: int
+    ) -> bool:
+        """Answer a request for a reply; True when its stream ended cleanly."""
         found = route(path)
         if method != "POST" or found is None:
             await self._respond(writer, 404, {"error": {"message": f"no route for {method} {path}"}})
-            return
+            return True
         dialect, path_model = found
         payload = json.loads(body or b"{}")
         request = dialect.parse(payload, path_model)
@@ -112,14 +138,14 @@ class Simulator:
             "key_header": next((h for h in ("authorization", "x-api-key") if headers.get(h)), ""),
             "body": payload,
             "started_at": time.time(), "token_times": [], "text": "", "outcome": "",
-            "ended_at": None, "client_closed_at": None,
+            "ended_at": None, "client_closed_at": None, "connection": connection,
         }  # fmt: skip
         self.records.append(record)
         del self.records[:-MAX_RECORDS]
         if not self._authorized(dialect, headers):
             record["outcome"] = "unauthorized"
             await self._respond(writer, 401, dialect.error_body(401, "Invalid API key."))
-            return
+            return True
         if plan.fail and plan.times and self.failures[request.prompt] >= plan.times:
             plan.fail = ""  # failed often enough for this prompt: now it works
         elif plan.fail:
@@ -133,8 +159,9 @@ class Simulator:
                 dialect.error_body(plan.status, plan.message or "The demo model is overloaded."),
                 extra,
             )
-            return
+            return True
         await self._stream(reader, writer, dialect, request, plan, record)
+        return record["outcome"] == "complete"
 
     async def _stream(self, reader, writer, dialect, request, plan: Plan, record: dict[str, Any]) -> None:
         closed = asyncio.Event()
@@ -169,7 +196,9 @@ class Simulator:
         try:
             writer.write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+                + self._connection_header.encode()
+                + b"\r\n"
             )
             if plan.bom:
                 writer.write(b"3\r\n\xef\xbb\xbf\r\n")
@@ -209,8 +238,12 @@ class Simulator:
             record["outcome"] = "client closed"
         finally:
             record["ended_at"] = time.time()
-            if closed.is_set() or record["outcome"] != "complete":
+            if closed.is_set() or record["outcome"] != "complete" or self.keep_alive:
+                # Kept alive, the connection waits for the client's next request, which
+                # only this connection's next read may take.
                 watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             else:
                 # Give the client a moment to hang up first, so the close is its own.
                 try:

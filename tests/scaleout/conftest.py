@@ -136,7 +136,7 @@ def launch_workers(env: dict[str, str], count: int) -> list[AppServer]:
     """Start daphne workers side by side: each takes a second or two to import Django."""
     workers = []
     for port in (free_port() for _ in range(count)):
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
+        command = [sys.executable, "-m", "chat.serve", "-b", "127.0.0.1", "-p", str(port), ASGI_APPLICATION]
         process = subprocess.Popen(command, cwd=ROOT, env=env)
         workers.append(AppServer(f"http://127.0.0.1:{port}", env, process, port))
     for worker in workers:
