@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import DecimalField, IntegerField, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -41,9 +42,15 @@ def usage_today(user_id: int) -> tuple[int, Decimal]:
     return totals["tokens"], totals["cost"]
 
 
-def check_budget(user_id: int) -> None:
-    """Raise ``ChatError`` when the person has no budget left today; nothing is written."""
-    budget = UsageBudget.objects.filter(user_id=user_id).first()
+def check_budget(user: AbstractBaseUser | int) -> None:
+    """Raise ``ChatError`` when the person has no budget left today; nothing is written.
+
+    Given a user read with ``select_related("usage_budget")``, the budget costs no query.
+    """
+    if isinstance(user, int):
+        user_id, budget = user, UsageBudget.objects.filter(user_id=user).first()
+    else:
+        user_id, budget = user.pk, getattr(user, "usage_budget", None)
     if budget is None or (budget.daily_token_limit is None and budget.daily_cost_limit is None):
         return
     tokens, cost = usage_today(user_id)

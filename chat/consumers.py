@@ -50,8 +50,11 @@ def page_state(conversation_id: int, since: float | None) -> tuple[bool, list[Me
 
 
 def get_sidebar(user: Any, conversation_id: int) -> tuple[list[Conversation], Conversation | None]:
-    current = Conversation.objects.filter(pk=conversation_id, owner=user).first()
-    return conversations.recent(user.pk), current
+    recent = conversations.recent(user.pk)
+    current = next((c for c in recent if c.pk == conversation_id), None)
+    if current is None:  # older than the sidebar shows
+        current = Conversation.objects.filter(pk=conversation_id, owner=user).first()
+    return recent, current
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:

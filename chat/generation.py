@@ -42,10 +42,12 @@ class Job:
     turns: list[Turn]
 
 
-def load_job(reply: Message) -> Job:
-    """What ``reply`` (its conversation loaded) is to be generated from."""
+def load_job(reply: Message, history: list[Message] | None = None) -> Job:
+    """What ``reply`` (its conversation loaded) is to be generated from; ``history``, its
+    ancestors, when the caller has them already."""
     # The history follows the reply's own branch (chat.threads), never another version.
-    return Job(reply.provider, reply.model, reply.conversation.system_prompt, threads.turns_for(reply))
+    turns = threads.turns_for(reply, history)
+    return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns)
 
 
 @dataclass(frozen=True)

@@ -58,21 +58,26 @@ def do_start_reply(
     """The person's message after the last one shown, and a pending reply.
 
     None when ``client_id`` was seen before; ``ChatError`` past the concurrent reply cap or
-    while a reply in this conversation is still being written.
+    while a reply in this conversation is still being written. The reply carries its
+    ``history`` (read here anyway), so what it is generated from needs no second read.
     """
-    with transaction.atomic():
-        path = threads.visible_path(conversation.pk)
-        parent_id = path[-1].pk if path else None
-        # A conversation's first message is its title until the model writes one.
-        return do_add_turn(
-            conversation,
-            parent_id,
-            text,
-            image_url,
-            client_id=client_id,
-            worker_channel=worker_channel,
-            title=first_words(text),
-        )
+    try:
+        with transaction.atomic():
+            path = threads.visible_path(conversation.pk)
+            # A conversation's first message is its title until the model writes one.
+            message, reply = _add_turn(
+                conversation,
+                path[-1].pk if path else None,
+                text,
+                image_url,
+                client_id=client_id,
+                worker_channel=worker_channel,
+                title=first_words(text),
+            )
+    except IntegrityError:  # the unique client_id: a repeat, silent before any limit
+        return None
+    reply.history = [*path, message]
+    return message, reply
 
 
 def do_add_turn(
@@ -83,24 +88,37 @@ def do_add_turn(
     *,
     client_id: str,
     worker_channel: str,
-    title: str = "",
 ) -> tuple[Message, Message] | None:
     """The person's message after ``parent_id``, and a pending reply; None when
-    ``client_id`` was seen before (a silent repeat, checked before any limit)."""
+    ``client_id`` was seen before."""
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                parent_id=parent_id,
-                role=Message.Role.USER,
-                content=text,
-                image_url=image_url,
-                client_id=client_id,
+            return _add_turn(
+                conversation, parent_id, text, image_url, client_id=client_id, worker_channel=worker_channel
             )
-            reply = _add_reply(conversation, message.pk, worker_channel, title=title)
     except IntegrityError:
         return None
-    return message, reply
+
+
+def _add_turn(
+    conversation: Conversation,
+    parent_id: int | None,
+    text: str,
+    image_url: str,
+    *,
+    client_id: str,
+    worker_channel: str,
+    title: str = "",
+) -> tuple[Message, Message]:
+    message = Message.objects.create(
+        conversation=conversation,
+        parent_id=parent_id,
+        role=Message.Role.USER,
+        content=text,
+        image_url=image_url,
+        client_id=client_id,
+    )
+    return message, _add_reply(conversation, message.pk, worker_channel, title=title)
 
 
 def do_add_reply(
@@ -248,7 +266,7 @@ def _checked_write(
     the write, and what its reply is generated from, in one trip to the database thread:
     every trip is time before the reply's first token."""
     conversation = get_conversation(owner_id, conversation_id)
-    check_budget(owner_id)
+    check_budget(conversation.owner)
     check_rate(owner_id)
     created = write(conversation, worker_channel)
     if created is None:
@@ -258,11 +276,16 @@ def _checked_write(
     for message in messages:
         message.versions = threads.Versions(1, 1, None, None)
         message.is_last = message is messages[-1]
-    return messages, load_job(messages[-1])
+    return messages, load_job(messages[-1], getattr(messages[-1], "history", None))
 
 
 def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
-    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=owner_id).first()
+    """The person's conversation, with the person and their budget (``check_budget``)."""
+    conversation = (
+        Conversation.objects.filter(pk=conversation_id, owner_id=owner_id)
+        .select_related("owner__usage_budget")
+        .first()
+    )
     if conversation is None:
         raise NotFound("That conversation is gone.")
     return conversation

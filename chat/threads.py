@@ -111,14 +111,14 @@ def history_of(reply: Message) -> list[Message]:
     return history[::-1]
 
 
-def turns_for(reply: Message) -> list[Turn]:
-    """What the model is sent for ``reply``.
+def turns_for(reply: Message, history: list[Message] | None = None) -> list[Turn]:
+    """What the model is sent for ``reply``, whose ancestors are ``history`` (read when None).
 
     Failed replies and empty messages are left out; a reply and its continuations are one
     turn; a continuation (its parent is a reply) ends with a request to go on.
     """
     turns: list[Turn] = []
-    for message in history_of(reply):
+    for message in history_of(reply) if history is None else history:
         if not message.content or message.status == Message.Status.ERROR:
             continue
         if turns and message.role == turns[-1].role == "assistant":
