@@ -27,8 +27,12 @@ logger = logging.getLogger(__name__)
 
 # Service Restart and Try Again Later: htmx's ws extension reconnects on both.
 RESTART_CODES = {1012, 1013}
-# permessage-deflate: a 2 KiB window and zlib's memory level 4, about 16 KiB a socket.
-DEFLATE_WINDOW_BITS = 11
+# permessage-deflate. Frames to the page: an 8 KiB window with zlib's memory level 4, about
+# 40 KiB a socket. The window holds the reply's recent text, so each frame's few words
+# compress against it: a 20,000-character reply costs 0.95 bytes a character, 2.35 with a
+# 2 KiB window (docs/benchmark.md). The page's own frames are a few words: 2 KiB.
+DEFLATE_WINDOW_BITS = 13
+DEFLATE_PAGE_WINDOW_BITS = 11
 DEFLATE_MEM_LEVEL = 4
 
 _tasks: set[asyncio.Future[Any]] = set()
@@ -93,12 +97,12 @@ def _let_daphne_compress_frames() -> None:
 
 
 def accept_deflate(offers: list[Any]) -> Any:
-    """The first permessage-deflate offer, accepted with small windows.
+    """The first permessage-deflate offer, accepted with windows smaller than zlib's.
 
-    zlib's defaults cost about 300 KiB per socket for the two directions; a 2 KiB window
-    still holds many frames' envelopes. A smaller window than the client allows is always
-    readable, so the server's own is not announced. Decompression stays bounded by
-    daphne's maximum message size, which autobahn applies to the inflated bytes.
+    zlib's defaults cost about 300 KiB per socket for the two directions. A smaller window
+    than the client allows is always readable, so the server's own is not announced.
+    Decompression stays bounded by daphne's maximum message size, which autobahn applies
+    to the inflated bytes.
     """
     from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
@@ -106,7 +110,7 @@ def accept_deflate(offers: list[Any]) -> Any:
         if isinstance(offer, PerMessageDeflateOffer):
             return PerMessageDeflateOfferAccept(
                 offer,
-                request_max_window_bits=DEFLATE_WINDOW_BITS if offer.accept_max_window_bits else 0,
+                request_max_window_bits=DEFLATE_PAGE_WINDOW_BITS if offer.accept_max_window_bits else 0,
                 window_bits=min(DEFLATE_WINDOW_BITS, offer.request_max_window_bits or DEFLATE_WINDOW_BITS),
                 mem_level=DEFLATE_MEM_LEVEL,
             )
