@@ -29,6 +29,22 @@ def main(argv: list[str] | None = None) -> int:
         "--long", type=_ints, default=defaults.long_chars, help="long-reply lengths in characters"
     )
     parser.add_argument(
+        "--fast-k",
+        type=int,
+        default=defaults.fast_k,
+        help="replies of a fast model side by side on one worker (0: no fast phase)",
+    )
+    parser.add_argument(
+        "--fast-tps", type=float, default=defaults.fast_tps, help="the fast model's tokens per second"
+    )
+    parser.add_argument(
+        "--before",
+        default=defaults.before,
+        metavar="REF",
+        help="also run the 1-worker configuration from a git worktree of REF (e.g. a commit), "
+        "as 1w-before, for a before/after table in the same run",
+    )
+    parser.add_argument(
         "--min-replies", type=int, default=defaults.min_replies, help="rounds at small K reach this"
     )
     parser.add_argument(
@@ -58,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     options = Options(
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
-        tps=args.tps, long_chars=args.long, min_replies=args.min_replies, stop_every=args.stop_every,
+        tps=args.tps, long_chars=args.long, fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before,
+        min_replies=args.min_replies, stop_every=args.stop_every,
         profile_k=args.profile_k, profile_rate=args.profile_rate, probe=not args.no_probe, out=args.out,
         plot=not args.no_plot, publish=args.publish,
     )  # fmt: skip

@@ -47,6 +47,12 @@ class Tally:
     stopped: int = 0
 
 
+def holds(result: dict[str, Any]) -> bool:
+    """Every reply intact and relay p99 per-token latency within 60 ms of the floor's."""
+    over = result["token_latency_p99_over_floor_ms"]
+    return result["integrity_mismatches"] == 0 and over is not None and over <= 60
+
+
 def by_prompt(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """The request that streamed each prompt's reply: the first with tokens, else the first.
 
@@ -168,11 +174,40 @@ def relay_tally(
         "snapshots": snapshots,
         "redraws": redraws,
         "upstream_requests_per_reply": round(len(records) / len(runs), 2) if runs else None,
+        **keep_alive(records),
         "upstream_tokens_not_relayed": upstream_tokens - tally.tokens,
         "replies_with_tail_only_in_final_frame": len(tally.tail_chars),
         "tail_chars_mean": round(sum(tally.tail_chars) / len(tally.tail_chars), 1) if tally.tail_chars else 0,
     }
     return tally, extra
+
+
+def keep_alive(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the relay used its upstream connections, from the simulator's connection numbers.
+
+    ``records`` are the relay's requests only (the floor's are reset away before it) and
+    include the title requests the app makes after a first reply: they go through the
+    same connection pool, so a title request on a reply's connection is reuse too.
+    ``upstream_connections_per_reply`` is distinct connections over those requests: 1
+    when every request opened a connection of its own, lower the more they were reused.
+    A connection the client closed on a reply (Stop: outcome "client closed") must never
+    carry a later request; ``stopped_connections_reused`` counts those that did.
+    """
+    if not records or any(r.get("connection") is None for r in records):
+        # No requests, or a simulator that does not number its connections: nothing to say.
+        return {"upstream_requests": len(records), "upstream_connections": None,
+                "upstream_connections_per_reply": None, "stopped_connections_reused": None}  # fmt: skip
+    last_start: dict[int, float] = {}
+    for r in records:
+        last_start[r["connection"]] = max(last_start.get(r["connection"], 0.0), r["started_at"])
+    stopped = [r for r in records if r["outcome"] == "client closed"]
+    reused = sum(1 for r in stopped if last_start[r["connection"]] > r["started_at"])
+    return {
+        "upstream_requests": len(records),
+        "upstream_connections": len(last_start),
+        "upstream_connections_per_reply": round(len(last_start) / len(records), 3),
+        "stopped_connections_reused": reused,
+    }
 
 
 def floor_tally(runs: list[FloorRun], records: list[dict[str, Any]], tps: float) -> Tally:

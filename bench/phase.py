@@ -130,7 +130,10 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     config, sim = phase.config, phase.sim
     # One person per concurrent client, as per-person limits (rate, concurrent replies) apply.
     count = str(len(specs) + config.workers)
-    made = dbprep(config.env, "conversations", "--users", str(k), "--count", count, "--password", PASSWORD)
+    made = dbprep(
+        config.env, "conversations", "--users", str(k), "--count", count, "--password", PASSWORD,
+        root=config.root,
+    )  # fmt: skip
     conversations, cookies = made["conversations"], made["cookies"]
     workers = config.start_workers(phase.log_dir, f"{config.name}-{label}")
     try:
@@ -187,7 +190,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         stop_workers(workers)
     costs.worker_errors = sum(w.errors() for w in workers)
     reply_ids = [int(m) for r in relay_runs for m in _reply_ids(r)]
-    db = dbprep(config.env, "report", stdin=reply_ids)
+    db = dbprep(config.env, "report", stdin=reply_ids, root=config.root)
     relay, extra = relay_tally(relay_runs, relay_records, db, phase.tps)
     floor = floor_tally(floor_runs, floor_records, phase.tps)
     result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)

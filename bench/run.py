@@ -1,20 +1,22 @@
-"""The whole benchmark: every configuration at every K, a long-reply phase, the verdicts."""
+"""The whole benchmark: every configuration at every K, long and fast phases, the verdicts."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench import report
 from bench.analysis import token_ends
+from bench.metrics import holds
 from bench.phase import Phase, Spec, prompt, run_phase, schedule
-from bench.stack import Config, configs, scaleout_available, start_simulator
+from bench.stack import Config, configs, scaleout_available, start_simulator, worktree
 from tests.servers import PASSWORD, ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -27,6 +29,9 @@ class Options:
     tokens: int = 150
     tps: float = 50.0
     long_chars: list[int] = field(default_factory=lambda: [2_000, 5_000, 20_000])
+    fast_k: int = 20  # replies of a fast model side by side, on one worker (0: no such phase)
+    fast_tps: float = 200.0
+    before: str = ""  # a git ref: also run "1w" from a worktree of it, as "1w-before"
     min_replies: int = 10
     ramp: float = 1.0
     stop_every: int = 4
@@ -39,12 +44,6 @@ class Options:
     publish: bool = False
     seed: int = 8
     log: Any = print
-
-
-def holds(result: dict[str, Any]) -> bool:
-    """Every reply intact and relay p99 per-token latency within 60 ms of the floor's."""
-    over = result["token_latency_p99_over_floor_ms"]
-    return result["integrity_mismatches"] == 0 and over is not None and over <= 60
 
 
 def run_benchmark(options: Options) -> dict[str, Any]:
@@ -60,9 +59,15 @@ def run_benchmark(options: Options) -> dict[str, Any]:
         "configs": [],
     }
     options.out.mkdir(parents=True, exist_ok=True)
-    with start_simulator(options.tps) as sim, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        for config in configs(options.configs):
+    with contextlib.ExitStack() as stack:
+        # The earlier tree first: a ref that does not resolve ends the run before it starts.
+        commit, tree = stack.enter_context(worktree(options.before)) if options.before else ("", None)
+        sim = stack.enter_context(start_simulator(options.tps))
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+        for config in configs(options.configs, (options.before, tree) if tree else None):
             entry: dict[str, Any] = {"name": config.name, "label": config.label, "phases": []}
+            if config.root != ROOT:
+                entry["ref"], entry["commit"] = options.before, commit
             result["configs"].append(entry)
             if config.scaleout and (why := scaleout_available()):
                 entry["skipped"] = why
@@ -70,6 +75,12 @@ def run_benchmark(options: Options) -> dict[str, Any]:
                 continue
             try:
                 _run_config(config, sim, Path(tmp) / config.name, options, entry)
+            except Exception as exc:
+                if config.root == ROOT:
+                    raise
+                # An earlier tree this benchmark cannot drive costs its rows, not the run.
+                entry["skipped"] = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[-300:]}"
+                options.log(f"[{config.name}] {entry['skipped']}")
             finally:
                 config.cleanup()
     result["duration_s"] = round(time.time() - started, 1)
@@ -109,6 +120,8 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
         measure(probe)
     held = [k for k, r in tried.items() if r["holds"]]
     entry["largest_k_held"] = max(held, default=None)
+    if config.name == "1w" and options.fast_k > 0:
+        entry["fast"] = _fast_replies(phase, options)
     if config.name == "1w" and options.long_chars:
         entry["long_replies"] = _long_replies(phase, options)
 
@@ -127,6 +140,25 @@ def _probe_k(tried: dict[int, dict[str, Any]], max_k: int) -> int | None:
     return middle if top < middle < above and middle not in tried else None
 
 
+def _fast_replies(phase: Phase, options: Options) -> dict[str, Any]:
+    """K replies of a fast model (each prompt asks the simulator for ``fast_tps``), same
+    length and schedule as the other phases: frames carry more tokens each, faster."""
+    fast = replace(phase, tps=options.fast_tps, profile_to=None)
+    k = options.fast_k
+    rounds = -(-options.min_replies // k)
+    ramp = options.ramp if k > 1 else 0.0
+    specs = schedule(k, rounds, options.tokens, options.fast_tps, ramp, options.stop_every, options.seed + k)
+    options.log(
+        f"[1w] fast: K={k}, {len(specs)} replies, {options.tokens} tokens each at {options.fast_tps:g}/s"
+    )
+    result = run_phase(fast, "1w-fast", k, specs)
+    result["tps"] = options.fast_tps
+    result["holds"] = holds(result)
+    options.log("   " + report.one_line(result, report.fast_label(result)))
+    phase.logged_in = fast.logged_in
+    return result
+
+
 def _long_replies(phase: Phase, options: Options) -> dict[str, Any]:
     """A few replies of growing length side by side: bytes per character must stay flat."""
     specs = []
@@ -136,5 +168,5 @@ def _long_replies(phase: Phase, options: Options) -> dict[str, Any]:
     options.log(f"[1w] long replies: {[s.tokens for s in specs]} tokens at {options.tps:g} tokens/s")
     phase.profile_to = None
     result = run_phase(phase, "1w-long", len(specs), specs)
-    options.log("   " + report.one_line(result))
+    options.log("   " + report.one_line(result, "(long)"))
     return result

@@ -1,9 +1,10 @@
 """What the benchmark runs against: the simulator, daphne workers, their databases.
 
 Two configurations: one daphne worker on the in-memory channel layer and SQLite, and
-two workers on Redis and PostgreSQL. Workers are started fresh for every phase so each
-phase's CPU and memory are its own; the database (users, sessions) lives for the whole
-configuration. Process CPU and memory come from /proc.
+two workers on Redis and PostgreSQL; with ``--before REF`` a third, the first one run
+from a git worktree of an earlier commit. Workers are started fresh for every phase so
+each phase's CPU and memory are its own; the database (users, sessions) lives for the
+whole configuration. Process CPU and memory come from /proc.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -20,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT, app_env, free_port, manage, stop_process, wait_for_port
+from tests.servers import ROOT, app_env, free_port, stop_process, wait_for_port
 
+DBPREP = Path(__file__).resolve().parent / "dbprep.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -96,14 +99,23 @@ class Worker:
 
 @dataclass
 class Config:
-    """One way to serve the app: how many workers, on which layer and database."""
+    """One way to serve the app: how many workers, on which layer and database, from
+    which tree (``root``: this checkout, or a worktree of an earlier commit)."""
 
     name: str
     label: str
     workers: int
     scaleout: bool
+    root: Path = ROOT
     env: dict[str, str] = field(default_factory=dict)
     database: str = ""
+
+    @property
+    def serve(self) -> list[str]:
+        """How this tree serves the app: ``chat.serve`` (daphne on uvloop) where it has
+        one, plain daphne in older trees."""
+        module = "chat.serve" if (self.root / "chat" / "serve.py").exists() else "daphne"
+        return [sys.executable, "-m", module]
 
     def prepare(self, var_dir: Path, simulator_url: str, users: int, password: str) -> None:
         var_dir.mkdir(parents=True, exist_ok=True)
@@ -118,8 +130,8 @@ class Config:
                 "CHANNEL_PREFIX": self.database,  # its keys, removed after the run
             }
         self.env = app_env(var_dir, simulator_url, **overrides)
-        manage(self.env, "migrate", "--noinput", "-v0")
-        dbprep(self.env, "setup", "--users", str(users), "--password", password)
+        manage(self.root, self.env, "migrate", "--noinput", "-v0")
+        dbprep(self.env, "setup", "--users", str(users), "--password", password, root=self.root)
 
     def cleanup(self) -> None:
         if self.scaleout and self.database:
@@ -138,17 +150,8 @@ class Config:
             log = log_dir / f"{label}-worker{i}.log"
             with log.open("w") as out:
                 process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "chat.serve",
-                        "-b",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "chatsite.asgi:application",
-                    ],
-                    cwd=ROOT,
+                    [*self.serve, "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application"],
+                    cwd=self.root,
                     env=self.env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -164,12 +167,52 @@ def stop_workers(workers: list[Worker]) -> None:
         stop_process(worker.process)
 
 
-def configs(names: list[str]) -> list[Config]:
+def configs(names: list[str], before: tuple[str, Path] | None = None) -> list[Config]:
+    """The configurations named, in order; with ``before`` (a ref and its worktree),
+    "1w-before" right after "1w" (or last, without "1w")."""
     known = {
         "1w": Config("1w", "1 worker, in-memory layer, SQLite", 1, scaleout=False),
         "2w": Config("2w", "2 workers, Redis layer, PostgreSQL", 2, scaleout=True),
     }
-    return [known[name] for name in names]
+    chosen = [known[name] for name in names]
+    if before is not None:
+        ref, tree = before
+        earlier = Config("1w-before", f"1 worker, in-memory layer, SQLite, at {ref}", 1, False, root=tree)
+        at = next((i + 1 for i, c in enumerate(chosen) if c.name == "1w"), len(chosen))
+        chosen.insert(at, earlier)
+    return chosen
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[tuple[str, Path]]:
+    """A detached git worktree of ``ref`` in a temporary directory, removed afterwards;
+    yields the commit it resolved to and the tree's path."""
+    commit = _git("rev-parse", "--verify", f"{ref}^{{commit}}").strip()
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as tmp:
+        tree = Path(tmp) / "tree"
+        _git("worktree", "add", "--detach", str(tree), commit)
+        try:
+            yield commit, tree
+        finally:
+            with contextlib.suppress(RuntimeError):
+                _git("worktree", "remove", "--force", str(tree))
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"git {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def manage(root: Path, env: dict[str, str], *args: str) -> str:
+    """``manage.py`` of the tree at ``root`` (its own migrations), in that tree."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode:
+        raise RuntimeError(f"{root}/manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
 
 
 def scaleout_available() -> str:
@@ -194,10 +237,14 @@ def _postgres_admin(statement: str) -> None:
         connection.execute(statement)
 
 
-def dbprep(env: dict[str, str], *args: str, stdin: Any = None) -> dict[str, Any]:
+def dbprep(env: dict[str, str], *args: str, stdin: Any = None, root: Path = ROOT) -> dict[str, Any]:
+    """This checkout's ``bench/dbprep.py`` against the app of the tree at ``root``: run in
+    that tree, so ``chat`` and ``chatsite`` are imported from it (an earlier commit's
+    bench, if it had one, is not used)."""
+    runner = "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')"
     result = subprocess.run(
-        [sys.executable, "-m", "bench.dbprep", *args],
-        cwd=ROOT,
+        [sys.executable, "-c", runner, str(DBPREP), *args],
+        cwd=root,
         env=env,
         input=None if stdin is None else json.dumps(stdin),
         capture_output=True,

@@ -30,8 +30,9 @@ PROGRESS = "reply.progress"
 # To one page on another worker, from the owner of a reply it follows.
 DELTA = "reply.delta"
 SNAPSHOT = "reply.snapshot"
-# To every page of one person.
+# To every page of one person. A session of theirs ended: each page checks its own.
 SIDEBAR_CHANGED = "sidebar.changed"
+SESSIONS_CHANGED = "user.sessions_changed"
 # To the worker that owns a reply. Following is answered with a snapshot, the text so
 # far, and then every frame after it.
 STOP = "reply.stop"
@@ -98,6 +99,10 @@ async def sidebar_changed(user_id: int) -> None:
     await get_channel_layer().group_send(user_group(user_id), {"type": SIDEBAR_CHANGED})
 
 
+async def sessions_changed(user_id: int, reason: str) -> None:
+    await get_channel_layer().group_send(user_group(user_id), {"type": SESSIONS_CHANGED, "reason": reason})
+
+
 async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:
     return await _to_channel(channel, {"type": DELTA, "id": reply_id, "offset": offset, "text": text})
 
@@ -106,10 +111,14 @@ async def snapshot(channel: str, reply_id: int, text: str) -> bool:
     return await _to_channel(channel, {"type": SNAPSHOT, "id": reply_id, "text": text})
 
 
-async def to_owner(worker_channel: str, kind: str, reply_id: int, reply_to: str = "") -> bool:
-    """Ask the worker that owns a reply to stop it (``STOP``), or to send a page its
-    frames (``FOLLOW``, answered with a snapshot) or no more of them (``UNFOLLOW``)."""
+async def to_owner(
+    worker_channel: str, kind: str, reply_id: int, *, reply_to: str = "", reason: str = ""
+) -> bool:
+    """Ask the worker that owns a reply to stop it (``STOP``, for ``reason``), or to send
+    a page its frames (``FOLLOW``, answered with a snapshot) or no more (``UNFOLLOW``)."""
     message: dict[str, Any] = {"type": kind, "id": reply_id}
     if reply_to:
         message["reply_to"] = reply_to
+    if reason:
+        message["reason"] = reason
     return await _to_channel(worker_channel, message)

@@ -22,8 +22,9 @@ from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
+from django.urls import reverse
 
-from chat import broadcast, conversations, rendering, replies, services
+from chat import access, broadcast, conversations, rendering, replies, services
 from chat.following import Follower, get_messages, newest_message
 from chat.models import Conversation, Message
 from chat.runner import get_runner
@@ -103,17 +104,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
     follower: Follower | None = None
     sidebar_task: asyncio.Task[None] | None = None
     sidebar_stale = False
+    expiry: asyncio.Task[None] | None = None
+    session_key: str | None = None
+    signed_out = False
 
     async def connect(self) -> None:
         user = self.scope["user"]
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        self.conversation_id = conversation_id
         if not user.is_authenticated:
-            await self.close(code=4401)
+            # Accepted, to say so: a refused handshake reaches the page as a lost
+            # connection, which htmx retries forever without a word.
+            await self.accept()
+            await self.sign_out(access.EXPIRED)
             return
         if not await database_sync_to_async(owns)(user.pk, conversation_id):
             await self.close(code=4404)
             return
-        self.user_id, self.conversation_id = user.pk, conversation_id
+        self.user_id = user.pk
+        self.session_key = self.scope.get("session_key")
         # Sends and other actions that start a reply, running beside this socket's frames;
         # a Stop read meanwhile stops the reply they start as soon as it exists.
         self.starting: set[asyncio.Task[None]] = set()
@@ -130,6 +139,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             broadcast.FINAL: self.follower.reply_final,
             broadcast.PROGRESS: self.follower.reply_progress,
             broadcast.SIDEBAR_CHANGED: self.sidebar_changed,
+            broadcast.SESSIONS_CHANGED: self.sessions_changed,
         }
         # Join before reading the replies, so no frame falls between the two.
         await broadcast.join(self.channel_name, conversation_id, user.pk)
@@ -138,6 +148,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         since = page_time(self.scope.get("query_string", b""))
         redraw, active, newest = await database_sync_to_async(page_state)(conversation_id, since)
         await self.follower.start(redraw=redraw, active=active, newest=newest)
+        if self.session_key is not None:
+            self.expiry = asyncio.create_task(self._sign_out_at_expiry())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch closes stale database connections before every message:
@@ -151,8 +163,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)
-        if self.sidebar_task is not None:
-            self.sidebar_task.cancel()
+        for task in (self.sidebar_task, self.expiry):
+            if task is not None:
+                task.cancel()
         if self.follower is not None:
             await self.follower.stop()
             await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
@@ -182,6 +195,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().send(text_data, bytes_data, close)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.signed_out:
+            return
         if text_data is None or len(text_data) > MAX_FRAME_BYTES:
             await self.send(rendering.composer_html(error="That message is too large to send."))
             return
@@ -221,7 +236,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _starting(self, start: Start, data: dict[str, Any]) -> None:
         """Start a reply as ``data`` asks; show it here, or say why not."""
         try:
-            started = await start(self.user_id, self.conversation_id, data)
+            started = await start(self.user_id, self.conversation_id, data, self.session_key)
+        except access.SignedOut as exc:
+            await self.sign_out(exc.reason)
+            return
         except services.NotFound:
             await self.close(code=4404)
             return
@@ -229,19 +247,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
             text = str(data.get("message", "")) if data.get("action", "send") == "send" else ""
             await self.send(rendering.composer_html(error=str(exc), text=text))
             return
-        if started is None:
-            return
-        if started.appended:
-            await self.follower.show_started(started.messages)
-        if self.stop_on_start:
-            reply = started.reply
-            await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
+        if started is not None:  # None: a repeated frame, already answered
+            if started.appended:
+                await self.follower.show_started(started.messages)
+            if self.stop_on_start:
+                reply = started.reply
+                await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
         if data.get("action", "send") == "send":
             await self.send(rendering.composer_html())
 
     async def _select(self, data: dict[str, Any]) -> None:
         try:
-            await services.select_version(self.user_id, self.conversation_id, message_id(data))
+            await services.select_version(
+                self.user_id, self.conversation_id, message_id(data), session_key=self.session_key
+            )
+        except access.SignedOut as exc:
+            await self.sign_out(exc.reason)
         except services.NotFound:
             await self.close(code=4404)
         except services.ChatError as exc:
@@ -261,7 +282,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if reply.pk not in followed:
                 await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
 
+    async def sign_out(self, reason: str) -> None:
+        """The page's session ended: stop the replies it shows, keeping their text, say
+        why, and close so that htmx does not reconnect (see ``chat.access``)."""
+        if self.signed_out:
+            return
+        self.signed_out = True
+        if self.follower is not None:
+            for reply_id in list(self.follower.offsets):
+                await replies.stop(reply_id, self.conversation_id, self.follower.workers[reply_id], reason)
+            for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
+                await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel, reason)
+        page = reverse("chat:conversation", kwargs={"pk": self.conversation_id})
+        await self.send(rendering.signed_out_html(reason, page))
+        await self.close(code=access.SIGNED_OUT)
+
+    async def _sign_out_at_expiry(self) -> None:
+        while (left := await database_sync_to_async(access.session_expiry)(self.session_key)) is not None:
+            await asyncio.sleep(max(left, 0) + 0.5)
+            if not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
+                break
+        await self.sign_out(access.EXPIRED)
+
     # Group events
+
+    async def sessions_changed(self, event: dict[str, Any]) -> None:
+        if not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
+            await self.sign_out(str(event.get("reason") or access.LOGGED_OUT))
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
         """Redraw the sidebar beside the socket's frames, so a Stop read after this waits
@@ -284,7 +331,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 # Frame actions that start a reply, each from the frame's fields.
 
-Start = Callable[[int, int, dict[str, Any]], Awaitable["services.Started | None"]]
+Start = Callable[[int, int, dict[str, Any], str | None], Awaitable["services.Started | None"]]
 
 
 def client_id(data: dict[str, Any]) -> str:
@@ -297,31 +344,45 @@ def message_id(data: dict[str, Any]) -> int:
     return value
 
 
-async def _send(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+async def _send(
+    owner_id: int, conversation_id: int, data: dict[str, Any], session_key: str | None
+) -> services.Started | None:
     return await services.send_message(
         owner_id,
         conversation_id,
         str(data.get("message", "")),
         client_id=client_id(data),
         image_url=str(data.get("image_url", "")),
+        session_key=session_key,
     )
 
 
-async def _regenerate(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+async def _regenerate(
+    owner_id: int, conversation_id: int, data: dict[str, Any], session_key: str | None
+) -> services.Started | None:
     return await services.regenerate_reply(
-        owner_id, conversation_id, message_id(data), client_id=client_id(data)
+        owner_id, conversation_id, message_id(data), client_id=client_id(data), session_key=session_key
     )
 
 
-async def _continue(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+async def _continue(
+    owner_id: int, conversation_id: int, data: dict[str, Any], session_key: str | None
+) -> services.Started | None:
     return await services.continue_reply(
-        owner_id, conversation_id, message_id(data), client_id=client_id(data)
+        owner_id, conversation_id, message_id(data), client_id=client_id(data), session_key=session_key
     )
 
 
-async def _edit(owner_id: int, conversation_id: int, data: dict[str, Any]) -> services.Started | None:
+async def _edit(
+    owner_id: int, conversation_id: int, data: dict[str, Any], session_key: str | None
+) -> services.Started | None:
     return await services.edit_and_resend(
-        owner_id, conversation_id, message_id(data), str(data.get("message", "")), client_id=client_id(data)
+        owner_id,
+        conversation_id,
+        message_id(data),
+        str(data.get("message", "")),
+        client_id=client_id(data),
+        session_key=session_key,
     )
 
 

@@ -98,6 +98,7 @@ class Reply:
         self.usage: Usage | None = None
         self.finish_reason = ""
         self.stopping = False
+        self.stop_reason = ""
         self.interrupting = False
         self.closing = False
         # Its final state is written: set by ``_finish``, the one place that writes it.
@@ -118,9 +119,11 @@ class Reply:
     def has_news(self) -> bool:
         return len(self.pieces) > self.relayed_pieces
 
-    def stop(self) -> None:
+    def stop(self, reason: str = "") -> None:
+        """Stop it, keeping the text sent so far; ``reason`` is its note, when given."""
         if self._may_cancel():
             self.stopping = True
+            self.stop_reason = reason
             self.task.cancel()
 
     def interrupt(self) -> None:
@@ -146,7 +149,7 @@ class Reply:
                 await self._finish(Outcome(Message.Status.INTERRUPTED, self.text, error), started)
                 raise
             self.task.uncancel()
-            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text)
+            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason)
         except TimeoutError:
             error = f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended."
             outcome = Outcome(Message.Status.ERROR, self.text, error)
@@ -227,7 +230,7 @@ class Reply:
         """The final state of a reply whose task ended without writing one: cancelled
         before its first step, as a task can be (its body never ran)."""
         if self.stopping:
-            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text)
+            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason)
         else:
             outcome = Outcome(Message.Status.INTERRUPTED, self.text, "The server stopped this reply.")
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.utils import timezone
 
@@ -103,6 +104,8 @@ class Message(models.Model):
     worker_channel = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # Why, when it was not the person's own Stop (they were signed out, say).
+    stop_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -200,3 +203,46 @@ class LiveReply(Message):
         proxy = True
         verbose_name_plural = "live replies"
         permissions = [("stop_reply", "Can stop any person's reply")]
+
+
+class UserSession(AbstractBaseSession):
+    """A signed-in session, with the person it belongs to (``chat.sessions``): all of a
+    person's sessions can be ended at once, and deleting the person ends them."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+
+    @classmethod
+    def get_session_store_class(cls) -> type:
+        from chat.sessions import SessionStore
+
+        return SessionStore
+
+
+class SignOut(models.Model):
+    """Someone's sessions ended on purpose: by themselves everywhere else, or by staff.
+
+    Names are copied, so the record outlives both accounts; nobody can edit or delete it.
+    """
+
+    class Scope(models.TextChoices):
+        OTHERS = "others", "their other sessions"
+        ALL = "all", "all sessions"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    actor_username = models.CharField(max_length=150)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    username = models.CharField(max_length=150)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    sessions = models.PositiveIntegerField(help_text="How many sessions ended.")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["-at"], name="signout_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_username} ended {self.get_scope_display()} of {self.username}"

@@ -164,6 +164,11 @@ def stop_button_html(*, stopping: bool = False) -> str:
     return render_to_string("chat/_stop_button.html", {"stopping": stopping, "oob": True})
 
 
+def signed_out_html(reason: str, next_url: str) -> str:
+    """The page's notice that its session ended, and the way back to this conversation."""
+    return render_to_string("chat/_signed_out.html", {"reason": reason, "next": next_url, "oob": True})
+
+
 def composer_html(error: str = "", text: str = "", image_url: str = "") -> str:
     return render_to_string(
         "chat/_composer.html",

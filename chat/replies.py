@@ -40,10 +40,10 @@ SAVE_PROGRESS = f"""
 """
 
 
-def do_save_progress_many(batch: list[tuple[int, str, int]]) -> list[int]:
+def do_save_progress_many(batch: list[tuple[int, str, int]]) -> dict[int, str]:
     """Persist several replies' text so far (a reply with text is streaming) and their
-    heartbeat; the ids that should stop instead: Stop was asked, or they ended or were
-    deleted."""
+    heartbeat; the replies that should stop instead (Stop was asked, or they ended or
+    were deleted), each with the reason it was stopped for, if one was given."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic():
         going = set(
@@ -60,7 +60,9 @@ def do_save_progress_many(batch: list[tuple[int, str, int]]) -> list[int]:
         if rows:
             with connection.cursor() as cursor:
                 cursor.executemany(SAVE_PROGRESS, rows)
-    return [reply_id for reply_id, _, _ in batch if reply_id not in going]
+    refused = [reply_id for reply_id, _, _ in batch if reply_id not in going]
+    reasons = dict(Message.objects.filter(pk__in=refused).values_list("pk", "stop_reason")) if refused else {}
+    return {reply_id: reasons.get(reply_id, "") for reply_id in refused}
 
 
 def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None:
@@ -71,11 +73,11 @@ def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None
     return next(iter(threads.with_versions(list(Message.objects.filter(pk=reply_id)))), None)
 
 
-def do_request_stop(reply_id: int) -> bool:
+def do_request_stop(reply_id: int, reason: str = "") -> bool:
     return bool(
         Message.objects.active()
         .filter(pk=reply_id, stop_requested_at__isnull=True)
-        .update(stop_requested_at=timezone.now())
+        .update(stop_requested_at=timezone.now(), stop_reason=reason[:200])
     )
 
 
@@ -104,8 +106,9 @@ async def finish(reply_id: int, conversation_id: int, status: str, **fields: Any
     return message
 
 
-async def stop(reply_id: int, conversation_id: int, worker_channel: str) -> None:
-    """Stop a reply wherever it runs; repeats are harmless.
+async def stop(reply_id: int, conversation_id: int, worker_channel: str, reason: str = "") -> None:
+    """Stop a reply wherever it runs; repeats are harmless. ``reason``: why, when it was
+    not the person's own Stop; the reply keeps it as its note.
 
     The owner is told first, and at once, so the upstream is closed without waiting on
     the database; the request is recorded after, so a lost message still takes effect at
@@ -113,15 +116,15 @@ async def stop(reply_id: int, conversation_id: int, worker_channel: str) -> None
     either, so it reaches every page ahead of the final frame the stop leads to.
     """
     await broadcast.note(conversation_id, reply_id, STOPPING)
-    await broadcast.to_owner(worker_channel, broadcast.STOP, reply_id)
+    await broadcast.to_owner(worker_channel, broadcast.STOP, reply_id, reason=reason)
     # Not database_sync_to_async: from a view (through async_to_sync) this runs in the
     # view's own thread, whose connection must stay open for the rest of the request.
-    await sync_to_async(do_request_stop)(reply_id)
+    await sync_to_async(do_request_stop)(reply_id, reason)
 
 
-async def stop_all(replies: list[Message]) -> None:
+async def stop_all(replies: list[Message], reason: str = "") -> None:
     for reply in replies:
-        await stop(reply.pk, reply.conversation_id, reply.worker_channel)
+        await stop(reply.pk, reply.conversation_id, reply.worker_channel, reason)
 
 
 async def interrupt_stale() -> None:

@@ -155,7 +155,7 @@ class Runner:
             return
         kind = message.get("type")
         if kind == broadcast.STOP:
-            reply.stop()
+            reply.stop(str(message.get("reason", "")))
         elif kind == broadcast.FOLLOW and isinstance(page := message.get("reply_to"), str):
             await reply.follow_from(page)
         elif kind == broadcast.UNFOLLOW:
@@ -179,9 +179,9 @@ class Runner:
             except Exception:
                 logger.exception("saving progress failed")
                 continue
-            for reply_id in refused:
+            for reply_id, reason in refused.items():
                 if reply := self.replies.get(reply_id):
-                    reply.stop()
+                    reply.stop(reason)
             for reply in list(self.replies.values()):
                 if not reply.closing:
                     await broadcast.progress(reply.conversation_id, reply.id, reply.relayed_chars)

@@ -18,6 +18,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from chat import broadcast, threads
+from chat.access import EXPIRED, SignedOut, signed_in
 from chat.budgets import check_budget
 from chat.checks import (
     ChatError,
@@ -164,7 +165,13 @@ def do_select_version(message: Message) -> None:
 
 
 async def send_message(
-    owner_id: int, conversation_id: int, text: str, *, client_id: str = "", image_url: str = ""
+    owner_id: int,
+    conversation_id: int,
+    text: str,
+    *,
+    client_id: str = "",
+    image_url: str = "",
+    session_key: str | None = None,
 ) -> Started | None:
     """Store the message and a pending reply, then start generating it in this process.
 
@@ -179,11 +186,11 @@ async def send_message(
             conversation, text, client_id=client_id, worker_channel=worker_channel, image_url=image_url
         )
 
-    return await _start(owner_id, conversation_id, write, append=True)
+    return await _start(owner_id, conversation_id, write, append=True, session_key=session_key)
 
 
 async def regenerate_reply(
-    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = ""
+    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = "", session_key: str | None = None
 ) -> Started | None:
     """A new version of a reply (Regenerate, and Retry after a failure); the others are kept."""
 
@@ -193,11 +200,11 @@ async def regenerate_reply(
             raise ChatError("That reply answers no message, so it cannot be written again.")
         return do_add_reply(conversation, reply.parent_id, client_id=client_id, worker_channel=worker_channel)
 
-    return await _start(owner_id, conversation_id, write)
+    return await _start(owner_id, conversation_id, write, session_key=session_key)
 
 
 async def continue_reply(
-    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = ""
+    owner_id: int, conversation_id: int, reply_id: int, *, client_id: str = "", session_key: str | None = None
 ) -> Started | None:
     """A reply that goes on from one the token limit cut off."""
 
@@ -207,11 +214,17 @@ async def continue_reply(
             raise ChatError("Only a reply cut off by the token limit can be continued.")
         return do_add_reply(conversation, reply.pk, client_id=client_id, worker_channel=worker_channel)
 
-    return await _start(owner_id, conversation_id, write)
+    return await _start(owner_id, conversation_id, write, session_key=session_key)
 
 
 async def edit_and_resend(
-    owner_id: int, conversation_id: int, message_id: int, text: str, *, client_id: str = ""
+    owner_id: int,
+    conversation_id: int,
+    message_id: int,
+    text: str,
+    *,
+    client_id: str = "",
+    session_key: str | None = None,
 ) -> Started | None:
     """A new version of the person's message, answered afresh.
 
@@ -230,14 +243,14 @@ async def edit_and_resend(
             worker_channel=worker_channel,
         )
 
-    return await _start(owner_id, conversation_id, write)
+    return await _start(owner_id, conversation_id, write, session_key=session_key)
 
 
 Write = Callable[[Conversation, str], "Message | tuple[Message, Message] | None"]
 
 
 async def _start(
-    owner_id: int, conversation_id: int, write: Write, *, append: bool = False
+    owner_id: int, conversation_id: int, write: Write, *, append: bool = False, session_key: str | None
 ) -> Started | None:
     """Run ``write(conversation, worker_channel)``, start the reply it made here, show it.
 
@@ -245,7 +258,9 @@ async def _start(
     """
     runner = get_runner()
     worker_channel = await runner.channel_name()
-    checked = await database_sync_to_async(_checked_write)(owner_id, conversation_id, write, worker_channel)
+    checked = await database_sync_to_async(_checked_write)(
+        owner_id, conversation_id, write, worker_channel, session_key
+    )
     if checked is None:
         return None
     messages, job = checked
@@ -260,11 +275,15 @@ async def _start(
 
 
 def _checked_write(
-    owner_id: int, conversation_id: int, write: Write, worker_channel: str
+    owner_id: int, conversation_id: int, write: Write, worker_channel: str, session_key: str | None
 ) -> tuple[list[Message], Job] | None:
-    """The conversation as it is now (its model and system prompt), the person's limits,
-    the write, and what its reply is generated from, in one trip to the database thread:
-    every trip is time before the reply's first token."""
+    """The person's session, the conversation as it is now (its model and system prompt),
+    the person's limits, the write, and what its reply is generated from, in one trip to
+    the database thread: every trip is time before the reply's first token.
+
+    ``session_key``: the session a socket opened with, checked again (``chat.access``).
+    """
+    check_signed_in(session_key, owner_id)
     conversation = get_conversation(owner_id, conversation_id)
     check_budget(conversation.owner)
     check_rate(owner_id)
@@ -279,6 +298,13 @@ def _checked_write(
     return messages, load_job(messages[-1], getattr(messages[-1], "history", None))
 
 
+def check_signed_in(session_key: str | None, owner_id: int) -> None:
+    """Raise ``SignedOut`` when the session has ended; None (a socket opened without a
+    cookie, as in the consumer tests) is not checked."""
+    if session_key is not None and not signed_in(session_key, owner_id):
+        raise SignedOut(EXPIRED)
+
+
 def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
     """The person's conversation, with the person and their budget (``check_budget``)."""
     conversation = (
@@ -291,8 +317,11 @@ def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
     return conversation
 
 
-async def select_version(owner_id: int, conversation_id: int, message_id: int) -> None:
+async def select_version(
+    owner_id: int, conversation_id: int, message_id: int, *, session_key: str | None = None
+) -> None:
     def select() -> None:
+        check_signed_in(session_key, owner_id)
         do_select_version(check_branch(get_conversation(owner_id, conversation_id), message_id))
 
     await database_sync_to_async(select)()

@@ -9,10 +9,11 @@ from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from chat import broadcast, conversations, rendering, replies, threads
+from chat import access, broadcast, conversations, rendering, replies, threads
 from chat.checks import ChatError
 from chat.models import Conversation, Message
 from chat.providers import accepts_images
@@ -102,6 +103,24 @@ def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     if reply.is_active:
         async_to_sync(replies.stop)(reply.pk, reply.conversation_id, reply.worker_channel)
     return HttpResponse(status=204)
+
+
+@require_POST
+def end_other_sessions(request: HttpRequest) -> HttpResponse:
+    """Log out everywhere else: every session of the person but this one ends, and the
+    pages that used them close (``chat.access``)."""
+    ended = access.end_sessions(request.user, request.user, keep=request.session.session_key)
+    flash.success(request, f"Signed out of {ended} other session{'' if ended == 1 else 's'}.")
+    return redirect(back_or_home(request))
+
+
+def back_or_home(request: HttpRequest) -> str:
+    """Back to the page the form was on, when it is one of ours."""
+    back = request.META.get("HTTP_REFERER", "")
+    ours = url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return back if ours else "chat:home"
 
 
 @login_not_required

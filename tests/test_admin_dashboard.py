@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import charts
-from chat.dashboard import build_dashboard
+from chat.admin import charts
+from chat.admin.usage import build_dashboard
 from chat.models import Message
 from tests.admin_data import FAST_HASHERS, make_conversation, make_exchange, make_user
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from chat import audit
+from chat.admin import audit
 from chat.models import Conversation, Message, TranscriptAccess
 from tests.admin_data import make_conversation, make_exchange, make_user
 

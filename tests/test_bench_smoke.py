@@ -1,4 +1,5 @@
-"""The relay benchmark in small (K=2, short replies, one worker), so `make bench` cannot rot."""
+"""The relay benchmark in small (K=2, short replies, one worker, a fast phase of K=2), so
+`make bench` cannot rot."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ PHASE_FIELDS = [
     "cpu_seconds_per_1k_tokens",
     "memory_per_reply_kib",
     "integrity_mismatches",
+    "upstream_connections_per_reply",
+    "stopped_connections_reused",
 ]
 
 
 def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     options = Options(
-        ks=[2], configs=["1w"], tokens=40, long_chars=[], min_replies=2, stop_every=2,
-        profile_k=0, probe=False, out=tmp_path, log=lambda *_: None,
+        ks=[2], configs=["1w"], tokens=40, long_chars=[], fast_k=2, fast_tps=200, min_replies=2,
+        stop_every=2, profile_k=0, probe=False, out=tmp_path, log=lambda *_: None,
     )  # fmt: skip
     result = run_benchmark(options)
 
@@ -41,6 +44,14 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     assert phase["completed"] + phase["stopped"] == 2 and phase["completed"] >= 1
     assert phase["stops_pressed"] <= 1 and phase["stop_latency_ms"]["n"] <= 1
     assert phase["token_latency_ms"]["n"] > 0 and phase["floor_token_latency_ms"]["n"] > 0
-    assert len(result["targets"]) == 6
-    assert (tmp_path / "latest.md").read_text().startswith("Run of")
+    # The simulator numbers the connections the relay's requests came on; a stopped
+    # reply's connection is never handed to a later request.
+    assert 0 < phase["upstream_connections_per_reply"] <= 1
+    assert phase["stopped_connections_reused"] == 0
+    fast = saved["configs"][0]["fast"]
+    assert fast["k"] == 2 and fast["tps"] == 200 and fast["integrity_mismatches"] == 0, fast
+    assert len(result["targets"]) == 11
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "| 1w | 2 (fast, 200 tok/s) |" in markdown
+    assert markdown.startswith("Run of")
     assert (tmp_path / "latency.png").stat().st_size > 0

@@ -78,11 +78,21 @@ async def a_reply_streaming() -> tuple[Conversation, WebsocketCommunicator]:
     return conversation, communicator
 
 
-async def test_an_anonymous_socket_is_refused(sim: SimulatorProcess) -> None:
+async def test_an_anonymous_socket_is_told_it_is_signed_out_and_closed_for_good(
+    sim: SimulatorProcess,
+) -> None:
     owner = await make_user("alice")
     conversation = await make_conversation(owner)
-    connected, _ = await connect(AnonymousUser(), conversation.pk)
-    assert not connected
+    _, communicator = await connect(AnonymousUser(), conversation.pk)
+
+    notice = await communicator.receive_from(5)
+    closed = await communicator.receive_output(5)
+
+    assert "You are signed out." in notice
+    assert f'href="/accounts/login/?next=/conversations/{conversation.pk}/"' in notice
+    # 4401: a code htmx's ws extension does not reconnect on, and the page understands.
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert await Message.objects.acount() == 0
 
 
 async def test_another_users_conversation_is_refused(sim: SimulatorProcess) -> None:

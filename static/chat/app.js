@@ -174,3 +174,18 @@ document.addEventListener("htmx:wsAfterMessage", () => {
 });
 
 document.addEventListener("DOMContentLoaded", scrollToLatest);
+
+// Signed out (close code 4401, see chat/access.py): htmx does not reconnect on it. The
+// server says why in #signed-out just before it closes; if that frame never came, the
+// notice shows its default words. Nothing typed after this is sent.
+const SIGNED_OUT = 4401;
+
+document.addEventListener("htmx:wsClose", (event) => {
+  if (!event.detail.event || event.detail.event.code !== SIGNED_OUT) return;
+  const notice = byId("signed-out");
+  if (notice) notice.hidden = false;
+  document.querySelectorAll("form[ws-send] [type=submit], button[ws-send], #stop-button").forEach((control) => {
+    control.disabled = true;
+  });
+  document.body.classList.add("is-signed-out");
+});

@@ -26,7 +26,9 @@ PEOPLE = 100
 CREATE_PEOPLE = """
 import json
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.sessions.backends.db import SessionStore
+from importlib import import_module
+from django.conf import settings
+SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 from chat.models import Conversation
 from chat.providers.config import get_providers
 

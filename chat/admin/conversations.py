@@ -2,7 +2,6 @@
 
 Conversations are read-only here. Message text is shown only to staff holding
 ``chat.view_transcript`` (transcripts, exports, text search), and every read is recorded.
-The live replies, the audit log and budgets are in ``chat.admin_extra``.
 """
 
 from __future__ import annotations
@@ -24,11 +23,45 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import audit, exports, threads
-from chat.admin_extra import LastActivityFilter, ModelFilter, StatusFilter
+from chat import exports, threads
+from chat.admin import audit
+from chat.admin.usage import UsageRangeForm, build_dashboard
 from chat.budgets import TOKENS, dollars
-from chat.dashboard import UsageRangeForm, build_dashboard
 from chat.models import Conversation, Message, TranscriptAccess
+
+
+class ModelFilter(admin.SimpleListFilter):
+    title = "provider / model"
+    parameter_name = "model_choice"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        pairs = Conversation.objects.order_by("provider", "model").values_list("provider", "model").distinct()
+        return [(f"{provider}/{model}", f"{provider} · {model}") for provider, model in pairs]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        if not self.value():
+            return queryset
+        provider, _, model = self.value().partition("/")
+        return queryset.filter(provider=provider, model=model)
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """The status of a conversation's latest reply (annotated as ``last_status``)."""
+
+    title = "last reply status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return Message.Status.choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> QuerySet[Conversation]:
+        return queryset.filter(last_status=self.value()) if self.value() else queryset
+
+
+class LastActivityFilter(admin.DateFieldListFilter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = "last activity"
 
 
 def _per_conversation(aggregate: Any, **filters: Any) -> Subquery:

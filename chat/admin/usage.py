@@ -16,7 +16,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Concat, TruncDate
 from django.utils import timezone
 
-from chat import charts
+from chat.admin import charts
 from chat.budgets import TOKENS, dollars
 from chat.models import Message
 

@@ -1,0 +1,13 @@
+"""The admin: read-only history, usage and who looked at what.
+
+- ``conversations``: conversations with usage at a glance, audited transcripts, exports
+  and the usage dashboard (``usage``, ``charts``);
+- ``live_replies``: replies generating now on any worker, with Stop;
+- ``people``: ending a person's sessions;
+- ``access_log``: the audit log of transcript reads and exports, and of sign-outs;
+- ``budgets``: daily budgets.
+"""
+
+from chat.admin import access_log, budgets, conversations, live_replies, people
+
+__all__ = ["access_log", "budgets", "conversations", "live_replies", "people"]

@@ -1,0 +1,29 @@
+"""The session engine: Django's database sessions, each row knowing whose it is.
+
+Django's own table has no column for the person, so "end all of this person's sessions"
+would mean decoding every session there is. This is Django's documented way to extend the
+database engine (``AbstractBaseSession``); ``SESSION_ENGINE = "chat.sessions"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+
+
+class SessionStore(DatabaseSessionStore):
+    @classmethod
+    def get_model_class(cls) -> type:
+        from chat.models import UserSession
+
+        return UserSession
+
+    def create_model_instance(self, data: dict[str, Any]) -> Any:
+        session = super().create_model_instance(data)
+        try:
+            session.user_id = int(data[SESSION_KEY])
+        except (KeyError, TypeError, ValueError):
+            session.user_id = None
+        return session
