@@ -150,7 +150,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         ]
         for runs, batch in zip(_chunks(floor_runs, k), _chunks(specs, k), strict=True):
             asyncio.run(_floor_round(runs, batch, host, int(port), phase.tps))
-        floor_records = sim.requests()
+        floor_records = sim.all_requests()
         floor_cpu = (cpu_seconds(sim.process.pid) - floor_before[0], _own_cpu() - floor_before[1])
 
         sim.reset()
@@ -185,7 +185,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             floor_client_cpu_seconds=floor_cpu[1],
         )
         time.sleep(0.5)  # let the last writes land before reading them back
-        relay_records = sim.requests()
+        relay_records = sim.all_requests()
     finally:
         stop_workers(workers)
     costs.worker_errors = sum(w.errors() for w in workers)

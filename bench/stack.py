@@ -15,14 +15,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ROOT, app_env, free_port, stop_process, wait_for_port
+from tests.servers import ROOT, SimulatorProcess, app_env, free_port, stop_process, wait_for_port
+from tests.servers import start_simulator as start_test_simulator
 
 DBPREP = Path(__file__).resolve().parent / "dbprep.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -43,36 +43,15 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-@dataclass
-class Simulator:
-    """The simulator in its own process; what it recorded of every request, title ones too."""
-
-    url: str
-    process: subprocess.Popen
-
-    def _call(self, method: str, path: str) -> Any:
-        data = b"" if method == "POST" else None
-        request = urllib.request.Request(f"{self.url}{path}", method=method, data=data)
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return json.loads(response.read())
-
-    def requests(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/_sim/requests")
-
-    def reset(self) -> None:
-        self._call("POST", "/_sim/reset")
+# The simulator is the tests' own (tests.servers): the benchmark reads every request it
+# served, the app's title requests too (``all_requests``).
+Simulator = SimulatorProcess
 
 
 @contextlib.contextmanager
 def start_simulator(tps: float) -> Iterator[Simulator]:
-    port = free_port()
-    command = [sys.executable, "-m", "chat.simulator", "--port", str(port), "--tps", f"{tps:g}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, process)
-        yield Simulator(f"http://127.0.0.1:{port}", process)
-    finally:
-        stop_process(process)
+    with start_test_simulator(tps, quiet=True) as simulator:
+        yield simulator
 
 
 @dataclass

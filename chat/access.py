@@ -6,7 +6,10 @@ can end a session tells the person's pages, on every worker
 (``broadcast.SESSIONS_CHANGED``): a person deactivated or deleted, a password changed, a
 logout (here or in another tab), "Log out everywhere", staff ending someone's sessions.
 Each page then checks its own session (``signed_in``); one that has ended stops the
-replies it shows, says why, and closes with ``SIGNED_OUT``. A page also checks when its
+replies it shows, says why, and closes with ``SIGNED_OUT``. The change is also recorded
+(``Revocation``), and every worker looks for new ones once a second: a change made where
+no channel layer reaches the workers (``manage.py shell`` beside one worker on the
+in-memory layer), or a broadcast lost on the way, still reaches every page. A page also checks when its
 session expires, and before any frame that would start a reply. The delta path checks
 nothing: revocation arrives as one broadcast, not as a query per frame.
 """
@@ -14,6 +17,7 @@ nothing: revocation arrives as one broadcast, not as a query per frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -21,12 +25,13 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model, user_logged_out
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Max
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils import timezone
 
 from chat import broadcast, replies
 from chat.auth import user_of
-from chat.models import Message, SignOut, UserSession
+from chat.models import Message, Revocation, SignOut, UserSession
 
 # The close code of a page whose session ended: htmx's ws extension does not reconnect.
 SIGNED_OUT = 4401
@@ -83,25 +88,40 @@ def end_sessions(actor: AbstractBaseUser, user: AbstractBaseUser, *, keep: str |
     return ended
 
 
-async def revoke(user_id: int, reason: str) -> None:
+async def revoke(user_id: int, reason: str, session_key: str = "") -> None:
     """Every session of the person has ended: stop all their replies, close their pages."""
     running = await database_sync_to_async(_running_replies)(user_id)
     await replies.stop_all(running, reason)
-    await tell_pages(user_id, reason)
+    await tell_pages(user_id, reason, session_key)
 
 
-async def tell_pages(user_id: int, reason: str) -> None:
-    """A session of the person ended: each of their pages checks its own."""
-    await broadcast.sessions_changed(user_id, reason)
+async def tell_pages(user_id: int, reason: str, session_key: str = "") -> None:
+    """A session of the person ended (``session_key``, when known): each of their pages
+    checks its own."""
+    await broadcast.sessions_changed(user_id, reason, session_key)
 
 
 def _running_replies(user_id: int) -> list[Message]:
     return list(Message.objects.active().filter(conversation__owner_id=user_id))
 
 
-def _after_commit(change: Callable[[int, str], Any], user_id: int, reason: str) -> None:
-    # After commit: a page that checked its session before would still find it.
-    transaction.on_commit(lambda: async_to_sync(change)(user_id, reason))
+def _after_commit(change: Callable[..., Any], user_id: int, reason: str, *, session_key: str = "") -> None:
+    """Record the change for every worker's poll, and tell the pages at once after commit
+    (before it, a page checking its session would still find it)."""
+    Revocation.objects.create(user_id=user_id, reason=reason, session_key=session_key or "")
+    transaction.on_commit(lambda: async_to_sync(change)(user_id, reason, session_key))
+
+
+def recent_revocations(after: int | None) -> tuple[int, list[tuple[int, str, str]]]:
+    """The revocations recorded after id ``after`` (None: from now on), and the newest id."""
+    if after is None:
+        return Revocation.objects.aggregate(newest=Max("pk"))["newest"] or 0, []
+    rows = list(Revocation.objects.filter(pk__gt=after).values_list("pk", "user_id", "reason", "session_key"))
+    return (rows[-1][0] if rows else after), [(user_id, reason, key) for _, user_id, reason, key in rows]
+
+
+def do_forget_old_revocations() -> None:
+    Revocation.objects.filter(at__lt=timezone.now() - timedelta(hours=1)).delete()
 
 
 # What ends sessions without this module's help, seen through Django's signals.
@@ -132,8 +152,9 @@ def _deleted(sender: type, instance: AbstractBaseUser, **kwargs: Any) -> None:
 
 
 def _logged_out(sender: type, request: Any, user: AbstractBaseUser | None, **kwargs: Any) -> None:
+    # Sent before the session is flushed: the pages are told which one is ending.
     if user is not None:
-        _after_commit(tell_pages, user.pk, LOGGED_OUT)
+        _after_commit(tell_pages, user.pk, LOGGED_OUT, session_key=request.session.session_key or "")
 
 
 def connect_signals() -> None:

@@ -22,6 +22,7 @@ from channels.layers import get_channel_layer
 # To the pages of a conversation.
 MESSAGES_ADDED = "chat.messages_added"
 THREAD_CHANGED = "chat.thread_changed"
+SETTINGS_CHANGED = "chat.settings_changed"
 NOTE = "reply.note"
 FINAL = "reply.final"
 # Once a second while a reply runs: how far it is. A page that lost the frame adding
@@ -83,6 +84,11 @@ async def thread_changed(conversation_id: int) -> None:
     await _to_conversation(conversation_id, {"type": THREAD_CHANGED})
 
 
+async def settings_changed(conversation_id: int) -> None:
+    """The conversation's model or system prompt changed: every page shows the new ones."""
+    await _to_conversation(conversation_id, {"type": SETTINGS_CHANGED})
+
+
 async def note(conversation_id: int, reply_id: int, text: str) -> None:
     await _to_conversation(conversation_id, {"type": NOTE, "id": reply_id, "note": text})
 
@@ -99,8 +105,9 @@ async def sidebar_changed(user_id: int) -> None:
     await get_channel_layer().group_send(user_group(user_id), {"type": SIDEBAR_CHANGED})
 
 
-async def sessions_changed(user_id: int, reason: str) -> None:
-    await get_channel_layer().group_send(user_group(user_id), {"type": SESSIONS_CHANGED, "reason": reason})
+async def sessions_changed(user_id: int, reason: str, session_key: str = "") -> None:
+    message = {"type": SESSIONS_CHANGED, "reason": reason, "session": session_key}
+    await get_channel_layer().group_send(user_group(user_id), message)
 
 
 async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:

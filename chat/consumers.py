@@ -41,6 +41,10 @@ def owns(user_id: int, conversation_id: int) -> bool:
     return Conversation.objects.filter(pk=conversation_id, owner_id=user_id).exists()
 
 
+def get_own_conversation(user_id: int, conversation_id: int) -> Conversation | None:
+    return Conversation.objects.filter(pk=conversation_id, owner_id=user_id).first()
+
+
 def page_state(conversation_id: int, since: float | None) -> tuple[bool, list[Message], int]:
     """Whether a page drawn at ``since`` must be redrawn, else the replies still being
     written in it; and the newest message id in the conversation."""
@@ -138,6 +142,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             broadcast.NOTE: self.follower.reply_note,
             broadcast.FINAL: self.follower.reply_final,
             broadcast.PROGRESS: self.follower.reply_progress,
+            broadcast.SETTINGS_CHANGED: self.settings_changed,
             broadcast.SIDEBAR_CHANGED: self.sidebar_changed,
             broadcast.SESSIONS_CHANGED: self.sessions_changed,
         }
@@ -146,6 +151,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         _open_consumers.add(self)
         since = page_time(self.scope.get("query_string", b""))
+        runner.watch_sessions(self.user_id, self.sessions_changed)
         redraw, active, newest = await database_sync_to_async(page_state)(conversation_id, since)
         await self.follower.start(redraw=redraw, active=active, newest=newest)
         if self.session_key is not None:
@@ -167,6 +173,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if task is not None:
                 task.cancel()
         if self.follower is not None:
+            self.follower.runner.unwatch_sessions(self.user_id, self.sessions_changed)
             await self.follower.stop()
             await broadcast.leave(self.channel_name, self.conversation_id, self.user_id)
 
@@ -306,8 +313,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # Group events
 
+    async def settings_changed(self, event: dict[str, Any]) -> None:
+        conversation = await database_sync_to_async(get_own_conversation)(self.user_id, self.conversation_id)
+        if conversation is not None:
+            await self.send(rendering.settings_html(conversation))
+
     async def sessions_changed(self, event: dict[str, Any]) -> None:
-        if not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
+        """A session of this person ended: this page's own, or maybe another one."""
+        if self.signed_out:
+            return
+        ours = bool(event.get("session")) and event["session"] == self.session_key
+        if ours or not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
             await self.sign_out(str(event.get("reason") or access.LOGGED_OUT))
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:

@@ -75,16 +75,26 @@ class Hit:
     snippet: tuple[str, str, str] | None
 
 
-def search(owner_id: int, query: str) -> list[Hit]:
+@dataclass(frozen=True)
+class Found:
+    """The first ``SEARCH_RESULTS`` conversations that match, and how many match in all."""
+
+    hits: list[Hit]
+    total: int
+
+
+def search(owner_id: int, query: str) -> Found:
     """The owner's conversations whose title or any message (every version) holds ``query``."""
     query = query.strip()
     if not query:
-        return []
-    conversations = list(
+        return Found([], 0)
+    matching = (
         Conversation.objects.filter(owner_id=owner_id)
         .filter(Q(title__icontains=query) | Q(messages__content__icontains=query))
-        .distinct()[:SEARCH_RESULTS]
+        .distinct()
     )
+    conversations = list(matching[:SEARCH_RESULTS])
+    total = len(conversations) if len(conversations) < SEARCH_RESULTS else matching.count()
     snippets: dict[int, tuple[str, str, str]] = {}
     matches = Message.objects.filter(conversation__in=conversations, content__icontains=query).values_list(
         "conversation_id", "content"
@@ -92,7 +102,7 @@ def search(owner_id: int, query: str) -> list[Hit]:
     for conversation_id, content in matches.iterator():
         if conversation_id not in snippets:
             snippets[conversation_id] = snippet(content, query)
-    return [Hit(c, snippets.get(c.pk)) for c in conversations]
+    return Found([Hit(c, snippets.get(c.pk)) for c in conversations], total)
 
 
 def snippet(text: str, query: str) -> tuple[str, str, str]:

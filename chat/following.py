@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
-from chat import broadcast, rendering, threads
+from chat import branches, broadcast, rendering
 from chat.models import Message
 from chat.runner import Runner
 
@@ -40,12 +40,12 @@ POLL_CEILING = 60.0
 
 
 def get_messages(ids: list[int]) -> list[Message]:
-    return threads.with_versions(list(Message.objects.filter(pk__in=ids)))
+    return branches.with_versions(list(Message.objects.filter(pk__in=ids)))
 
 
 def get_thread(conversation_id: int) -> tuple[list[Message], int]:
     """The visible path, and the newest message id in the conversation."""
-    return threads.visible_path(conversation_id), newest_message(conversation_id)
+    return branches.visible_path(conversation_id), newest_message(conversation_id)
 
 
 def newest_message(conversation_id: int) -> int:
@@ -106,7 +106,7 @@ class Follower:
         """The page is gone: no more frames for it, here or from other workers."""
         if self.watchdog is not None:
             self.watchdog.cancel()
-        for task in self._tasks:
+        for task in list(self._tasks):
             task.cancel()
         pages = self.runner.pages.get(self.conversation_id, set())
         pages.discard(self)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
-from chat import broadcast, replies, threads
+from chat import branches, broadcast, replies
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
@@ -45,8 +45,8 @@ class Job:
 def load_job(reply: Message, history: list[Message] | None = None) -> Job:
     """What ``reply`` (its conversation loaded) is to be generated from; ``history``, its
     ancestors, when the caller has them already."""
-    # The history follows the reply's own branch (chat.threads), never another version.
-    turns = threads.turns_for(reply, history)
+    # The history follows the reply's own branch (chat.branches), never another version.
+    turns = branches.turns_for(reply, history)
     return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns)
 
 
@@ -210,6 +210,12 @@ class Reply:
             for channel in list(self.remote):
                 if not await broadcast.delta(channel, self.id, offset, text):
                     self.remote.discard(channel)  # gone, or too far behind: it asks again
+
+    async def tell_progress(self) -> None:
+        """How far it is, to its conversation's pages: after the frames on their way, so a
+        page that got them all never takes it for a gap."""
+        async with self._relaying:
+            await broadcast.progress(self.conversation_id, self.id, self.relayed_chars)
 
     async def follow_here(self, follower: Follower) -> None:
         """A page of this process follows: the text so far, then every frame after it."""

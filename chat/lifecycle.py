@@ -23,6 +23,9 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.consumers import close_all_for_restart
+from chat.runner import get_runner
+
 logger = logging.getLogger(__name__)
 
 # Service Restart and Try Again Later: htmx's ws extension reconnects on both.
@@ -118,8 +121,6 @@ def accept_deflate(offers: list[Any]) -> Any:
 
 
 def _start_runner() -> None:
-    from chat.runner import get_runner
-
     # Start listening and sweeping now, so a worker that has started no reply of its own
     # still ends the replies of a crashed one.
     _keep(asyncio.ensure_future(get_runner().channel_name()))
@@ -145,9 +146,6 @@ async def drain(grace: float) -> None:
     With a grace period, pages move first and keep following the replies from wherever
     they land (this worker still answers snapshots and Stop), then the rest is ended.
     """
-    from chat.consumers import close_all_for_restart
-    from chat.runner import get_runner
-
     try:
         if grace > 0:
             await close_all_for_restart()

@@ -26,6 +26,11 @@ class Conversation(models.Model):
     system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What asking the model for a title cost, apart from the replies (chat.titles).
+    # Estimated: the request is closed after the title's first line.
+    title_input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    title_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    title_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at"]
@@ -77,7 +82,7 @@ class Message(models.Model):
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     # The message this one follows (a reply's parent is the message it answers). Siblings
-    # are versions of one turn: a regenerated reply, an edited message (see chat.threads).
+    # are versions of one turn: a regenerated reply, an edited message (see chat.branches).
     parent = models.ForeignKey(
         "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
@@ -246,3 +251,19 @@ class SignOut(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_username} ended {self.get_scope_display()} of {self.username}"
+
+
+class Revocation(models.Model):
+    """A change that may have ended sessions of a person, written by whichever process
+    made it (a worker, an admin, ``manage.py shell``). Workers poll these once a second,
+    so the pages they hold learn of it even where no channel layer reaches them (see
+    ``chat.access``). Kept for an hour."""
+
+    user_id = models.IntegerField()
+    # The one session it ended, when it is known (a logout): no need to check.
+    session_key = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=200)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"sessions of {self.user_id}: {self.reason}"

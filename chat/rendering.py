@@ -26,6 +26,8 @@ from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
 from chat.models import Conversation, Message
+from chat.providers import accepts_images
+from chat.providers.config import choices, get_providers
 
 ALLOWED_TAGS = {
     "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
@@ -113,7 +115,7 @@ def messages_appended(messages: Iterable[Message]) -> str:
 
 
 def thread_html(messages: Iterable[Message]) -> str:
-    """The whole visible path, after a version was made or chosen (see chat.threads)."""
+    """The whole visible path, after a version was made or chosen (see chat.branches)."""
     inner = "".join(message_html(m) for m in messages)
     return f'<div id="messages" hx-swap-oob="innerHTML">{inner}</div>'
 
@@ -162,6 +164,23 @@ def note_html(message_id: int, note: str) -> str:
 
 def stop_button_html(*, stopping: bool = False) -> str:
     return render_to_string("chat/_stop_button.html", {"stopping": stopping, "oob": True})
+
+
+def settings_html(conversation: Conversation) -> str:
+    """The model and system prompt a page shows, after another tab changed them."""
+    return render_to_string(
+        "chat/_settings_changed.html",
+        {
+            "conversation": conversation,
+            "model_choices": choices(),
+            "accepts_images": model_accepts_images(conversation),
+        },
+    )
+
+
+def model_accepts_images(conversation: Conversation) -> bool:
+    provider = get_providers().get(conversation.provider)
+    return provider is not None and accepts_images(provider, conversation.model)
 
 
 def signed_out_html(reason: str, next_url: str) -> str:

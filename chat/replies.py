@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat import broadcast, threads
+from chat import branches, broadcast
 from chat.models import Message
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None
     had ended already (or was deleted)."""
     if not Message.objects.transition(reply_id, status, heartbeat_at=None, **fields):
         return None
-    return next(iter(threads.with_versions(list(Message.objects.filter(pk=reply_id)))), None)
+    return next(iter(branches.with_versions(list(Message.objects.filter(pk=reply_id)))), None)
 
 
 def do_request_stop(reply_id: int, reason: str = "") -> bool:

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import broadcast, replies
+from chat import access, broadcast, replies
 from chat.generation import Job, Reply
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ from chat.models import Message
 from chat.titles import TitleQueue
 
 logger = logging.getLogger(__name__)
+
+# How often each worker looks for sessions ended anywhere (chat.access).
+REVOCATION_POLL = 1.0
+SessionsChanged = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def next_interval(interval: float, lag: float, base: float, ceiling: float) -> float:
@@ -45,8 +50,10 @@ def next_interval(interval: float, lag: float, base: float, ceiling: float) -> f
 class Runner:
     def __init__(self) -> None:
         self.replies: dict[int, Reply] = {}
-        # The open pages of this process, by conversation.
+        # The open pages of this process, by conversation; and by person, what each page
+        # does when a session of that person may have ended.
         self.pages: dict[int, set[Follower]] = {}
+        self.people: dict[int, set[SessionsChanged]] = {}
         self.channel: str | None = None
         self.titles = TitleQueue()
         self.interval = settings.CHAT_FRAME_INTERVAL
@@ -61,7 +68,8 @@ class Runner:
             # channels with one blocking pop on that prefix's key, so a channel of
             # another prefix would hold the read for seconds and starve the sockets'.
             self.channel = await get_channel_layer().new_channel()
-            for loop in (self._listen(), self._relay(), self._persist(), self._sweep(), self.titles.run()):
+            loops = (self._listen(), self._relay(), self._persist(), self._sweep(), self._revocations())
+            for loop in (*loops, self.titles.run()):
                 self._keep(asyncio.create_task(loop))
         return self.channel
 
@@ -87,6 +95,15 @@ class Runner:
     def _keep(self, task: asyncio.Future[None]) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def watch_sessions(self, user_id: int, changed: SessionsChanged) -> None:
+        self.people.setdefault(user_id, set()).add(changed)
+
+    def unwatch_sessions(self, user_id: int, changed: SessionsChanged) -> None:
+        if (watchers := self.people.get(user_id)) is not None:
+            watchers.discard(changed)
+            if not watchers:
+                del self.people[user_id]
 
     def relay_soon(self, reply: Reply) -> None:
         """``reply`` has text its followers lack: it goes with the next frame."""
@@ -184,15 +201,30 @@ class Runner:
                     reply.stop(reason)
             for reply in list(self.replies.values()):
                 if not reply.closing:
-                    await broadcast.progress(reply.conversation_id, reply.id, reply.relayed_chars)
+                    await reply.tell_progress()
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(settings.CHAT_STALE_AFTER / 2)
             try:
                 await replies.interrupt_stale()
+                await database_sync_to_async(access.do_forget_old_revocations)()
             except Exception:
                 logger.exception("sweeping stale replies failed")
+
+    async def _revocations(self) -> None:
+        """Once a second, the sessions ended anywhere since (``chat.access``), to the pages
+        of this process: whatever the channel layer carried or lost."""
+        newest = None
+        while True:
+            try:
+                newest, ended = await database_sync_to_async(access.recent_revocations)(newest)
+                for user_id, reason, session_key in ended:
+                    for changed in list(self.people.get(user_id, ())):
+                        await changed({"reason": reason, "session": session_key})
+            except Exception:
+                logger.exception("looking for ended sessions failed")
+            await asyncio.sleep(REVOCATION_POLL)
 
 
 _runners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runner] = weakref.WeakKeyDictionary()

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from chat import broadcast, threads
+from chat import branches, broadcast
 from chat.access import EXPIRED, SignedOut, signed_in
 from chat.budgets import check_budget
 from chat.checks import (
@@ -64,7 +64,7 @@ def do_start_reply(
     """
     try:
         with transaction.atomic():
-            path = threads.visible_path(conversation.pk)
+            path = branches.visible_path(conversation.pk)
             # A conversation's first message is its title until the model writes one.
             message, reply = _add_turn(
                 conversation,
@@ -293,7 +293,7 @@ def _checked_write(
     messages = list(created) if isinstance(created, tuple) else [created]
     # As the newest turn shows them, one version each, when they are appended.
     for message in messages:
-        message.versions = threads.Versions(1, 1, None, None)
+        message.versions = branches.Versions(1, 1, None, None)
         message.is_last = message is messages[-1]
     return messages, load_job(messages[-1], getattr(messages[-1], "history", None))
 

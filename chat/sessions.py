@@ -12,12 +12,12 @@ from typing import Any
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 
+from chat.models import UserSession
+
 
 class SessionStore(DatabaseSessionStore):
     @classmethod
     def get_model_class(cls) -> type:
-        from chat.models import UserSession
-
         return UserSession
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ import logging
 from channels.db import database_sync_to_async
 
 from chat import broadcast
+from chat.generation import estimate_tokens
 from chat.models import Conversation, Message
 from chat.providers.base import Turn
 from chat.providers.config import Provider, get_providers
@@ -72,17 +73,31 @@ def title_request(message: str, answer: str) -> str:
     return f"Message: {message}\n\nAnswer: {answer[:ANSWER_EXCERPT]}"
 
 
-async def ask_for_title(provider: Provider, model: str, message: str, answer: str) -> str:
-    text = ""
-    events = stream_events(provider, model, [Turn("user", title_request(message, answer))], TITLE_INSTRUCTION)
+def do_record_title_usage(conversation_id: int, provider: Provider, model: str, sent: str, read: str) -> None:
+    """The title request's tokens (estimated, at four characters a token: it is closed
+    after the first line, before any usage the upstream would send) and their cost."""
+    input_tokens, output_tokens = estimate_tokens(TITLE_INSTRUCTION + sent), estimate_tokens(read)
+    spec = provider.model(model)
+    Conversation.objects.filter(pk=conversation_id).update(
+        title_input_tokens=input_tokens,
+        title_output_tokens=output_tokens,
+        title_cost=spec.cost(input_tokens, output_tokens) if spec else None,
+    )
+
+
+async def ask_for_title(provider: Provider, model: str, request: str, read: list[str]) -> str:
+    """What the model answers to ``request``, up to its first line; ``read`` collects the
+    text as it arrives, so what was read is known even when the request fails."""
+    events = stream_events(provider, model, [Turn("user", request)], TITLE_INSTRUCTION)
     # aclosing: leaving early closes the upstream request at once.
     async with contextlib.aclosing(events):
         async for event in events:
             if isinstance(event, TextDelta):
-                text += event.text
+                read.append(event.text)
+                text = "".join(read)
                 if "\n" in text.strip() or len(text) > MAX_READ:
                     break
-    return text
+    return "".join(read)
 
 
 async def name_conversation(reply_id: int) -> None:
@@ -94,13 +109,19 @@ async def name_conversation(reply_id: int) -> None:
     provider = get_providers().get(conversation.provider)
     if provider is None:
         return
+    request, read = title_request(message.content, reply.content), []
     try:
         async with asyncio.timeout(TITLE_TIMEOUT):
-            written = await ask_for_title(provider, conversation.model, message.content, reply.content)
-            title = clean_title(written)
+            title = clean_title(await ask_for_title(provider, conversation.model, request, read))
     except Exception as exc:
         # The first words are a fine title; a failed title request is no one's problem.
         logger.info("no title for conversation %s: %r", conversation.pk, exc)
+        title = ""
+    finally:
+        await database_sync_to_async(do_record_title_usage)(
+            conversation.pk, provider, conversation.model, request, "".join(read)
+        )
+    if not title:
         return
     if title and await database_sync_to_async(do_set_title)(conversation.pk, conversation.title, title):
         await broadcast.sidebar_changed(conversation.owner_id)

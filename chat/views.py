@@ -13,11 +13,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_POST
 
-from chat import access, broadcast, conversations, rendering, replies, threads
+from chat import access, branches, broadcast, conversations, rendering, replies
 from chat.checks import ChatError
 from chat.models import Conversation, Message
-from chat.providers import accepts_images
-from chat.providers.config import choices, get_providers
+from chat.providers.config import choices
 
 
 def home(request: HttpRequest) -> HttpResponse:
@@ -43,8 +42,8 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "conversation": conversation,
             "conversations": conversations.recent(request.user.pk),
-            "chat_messages": threads.visible_path(conversation.pk),
-            "accepts_images": model_accepts_images(conversation),
+            "chat_messages": branches.visible_path(conversation.pk),
+            "accepts_images": rendering.model_accepts_images(conversation),
             "model_choices": choices(),
             "client_id": rendering.new_client_id(),
             # The socket tells the server how old this page is, so a reconnect after a
@@ -63,6 +62,8 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except ChatError as exc:
         flash.error(request, str(exc))
+    else:
+        async_to_sync(broadcast.settings_changed)(conversation.pk)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
@@ -88,13 +89,9 @@ def delete_conversation(request: HttpRequest, pk: int) -> HttpResponse:
 
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "")
-    hits = conversations.search(request.user.pk, query)
-    return render(request, "chat/_search_results.html", {"hits": hits, "query": query.strip()})
-
-
-def model_accepts_images(conversation: Conversation) -> bool:
-    provider = get_providers().get(conversation.provider)
-    return provider is not None and accepts_images(provider, conversation.model)
+    found = conversations.search(request.user.pk, query)
+    context = {"hits": found.hits, "total": found.total, "query": query.strip()}
+    return render(request, "chat/_search_results.html", context)
 
 
 @require_POST

@@ -72,15 +72,19 @@ class SimulatorProcess:
         request = urllib.request.Request(
             f"{self.url}{path}", method=method, data=b"" if method == "POST" else None
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())
+
+    def all_requests(self) -> list[dict[str, Any]]:
+        """Every request it served, oldest first, the app's title requests too."""
+        return self._call("GET", "/_sim/requests")
 
     def requests(self) -> list[dict[str, Any]]:
         """The requests for replies, oldest first; the app's title requests are left out."""
-        return [r for r in self._call("GET", "/_sim/requests") if not is_title_request(r)]
+        return [r for r in self.all_requests() if not is_title_request(r)]
 
     def title_requests(self) -> list[dict[str, Any]]:
-        return [r for r in self._call("GET", "/_sim/requests") if is_title_request(r)]
+        return [r for r in self.all_requests() if is_title_request(r)]
 
     def reset(self) -> None:
         self._call("POST", "/_sim/reset")
@@ -90,12 +94,15 @@ class SimulatorProcess:
 
 
 @contextlib.contextmanager
-def start_simulator(tps: float = 50, api_key_env: str = "") -> Iterator[SimulatorProcess]:
+def start_simulator(
+    tps: float = 50, api_key_env: str = "", *, quiet: bool = False
+) -> Iterator[SimulatorProcess]:
+    """The simulator in a process of its own, for the tests and the benchmark."""
     port = free_port()
-    command = [sys.executable, "-m", "chat.simulator", "--port", str(port), "--tps", str(tps)]
+    command = [sys.executable, "-m", "chat.simulator", "--port", str(port), "--tps", f"{tps:g}"]
     if api_key_env:
         command += ["--api-key-env", api_key_env]
-    process = subprocess.Popen(command, cwd=ROOT)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL if quiet else None)
     try:
         wait_for_port(port, process)
         yield SimulatorProcess(f"http://127.0.0.1:{port}", process)

@@ -13,14 +13,12 @@ import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from importlib import import_module
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -29,23 +27,11 @@ from django.utils import timezone
 from chat import access
 from chat.models import Conversation, Message, SignOut, UserSession
 from tests.servers import SimulatorProcess
+from tests.sessions import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-\d+-body">(.*)</div>', re.S)
 SNAPSHOT = re.compile(r'<div id="message-\d+-body" hx-swap-oob="innerHTML">(.*)</div>', re.S)
-
-
-def sign_in(user: User, *, expires_in: int | None = None) -> str:
-    """A session for ``user``, made the way ``django.contrib.auth.login`` makes one."""
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    if expires_in is not None:
-        session.set_expiry(expires_in)
-    session.create()
-    return session.session_key
 
 
 async def open_page(session_key: str, conversation: Conversation) -> WebsocketCommunicator:
@@ -229,3 +215,24 @@ def test_an_expired_session_signs_in_no_one(db) -> None:
     key = sign_in(user)
     UserSession.objects.filter(session_key=key).update(expire_date=timezone.now() - timedelta(seconds=1))
     assert not access.signed_in(key, user.pk)
+
+
+async def test_a_session_ended_by_another_process_reaches_the_page_without_a_broadcast(
+    alice: User, conversation: Conversation, sim: SimulatorProcess
+) -> None:
+    """As ``manage.py shell`` beside one worker on the in-memory layer: its broadcast goes
+    to a layer of its own; the record it writes is what the worker finds, within a second."""
+    from chat.models import Revocation
+
+    key = await sync_to_async(sign_in)(alice)
+    page = await open_page(key, conversation)
+    shown = await streaming(page)
+
+    await UserSession.objects.filter(session_key=key).adelete()
+    await Revocation.objects.acreate(user_id=alice.pk, reason=access.PASSWORD_CHANGED)
+    frames, closed = await signed_out(page)
+
+    assert closed["code"] == access.SIGNED_OUT and access.PASSWORD_CHANGED in frames[-1]
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    shown += "".join(delta.group(1) for frame in frames if (delta := DELTA.fullmatch(frame)))
+    assert reply.status == Message.Status.CANCELLED and reply.content == html.unescape(shown)

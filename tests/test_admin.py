@@ -247,3 +247,13 @@ def test_an_admin_can_still_delete_a_conversation(admin_client, tides: Conversat
     assert response.status_code == 302
     assert not Conversation.objects.exists()
     assert not Message.objects.exists()
+
+
+def test_the_conversation_list_shows_each_conversations_last_activity(admin_client) -> None:
+    conversation = make_conversation(make_user("alice"), "Otters")
+    make_exchange(conversation, "Hi", "Hello")
+
+    page = admin_client.get(reverse("admin:chat_conversation_changelist")).content.decode()
+
+    assert "column-last_activity" in page and "Last activity" in page
+    assert 'href="?o=' in page  # sortable: by updated_at

@@ -117,3 +117,20 @@ def test_a_live_reply_has_no_page_of_its_own_that_would_show_its_text(client, ad
 def test_a_non_staff_user_gets_no_live_list(client) -> None:
     client.force_login(make_user("alice"))
     assert client.get(LIVE)["Location"].startswith(reverse("admin:login"))
+
+
+def test_losing_staff_status_ends_admin_access_at_the_next_request(client, layer) -> None:
+    reply = streaming_reply(make_user("alice"), "Partial", "replies.worker-a!1")
+    watcher = make_user("watcher", staff=True, perms=("chat.view_livereply", "chat.stop_reply"))
+    client.force_login(watcher)
+    assert client.get(LIVE).status_code == 200
+
+    watcher.is_staff = False
+    watcher.save()
+
+    for page in (LIVE, reverse("admin:index"), reverse("admin:chat_conversation_changelist")):
+        response = client.get(page)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    client.post(LIVE, {"action": "stop_replies", "_selected_action": [reply.pk]})
+    reply.refresh_from_db()
+    assert reply.stop_requested_at is None

@@ -381,7 +381,7 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
 async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat import following, threads
+    from chat import branches, following
 
     added = following.Follower.messages_added
 
@@ -392,7 +392,7 @@ async def test_a_late_added_frame_and_a_redraw_beside_it_draw_each_message_once(
     monkeypatch.setattr(following, "QUIET_AFTER", 0.2)
     monkeypatch.setattr(following.Follower, "messages_added", late)
     monkeypatch.setattr(following, "get_messages", slowly(following.get_messages, 0.6))
-    monkeypatch.setattr(threads, "visible_path", slowly(threads.visible_path, 0.6))
+    monkeypatch.setattr(branches, "visible_path", slowly(branches.visible_path, 0.6))
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
     _, communicator = await connect(alice, conversation.pk)
@@ -449,3 +449,123 @@ async def test_a_page_that_missed_the_end_of_a_reply_is_redrawn_when_it_reconnec
         frames.append(await fresh.receive_from(1))
     assert not any('<div id="messages"' in frame for frame in frames)
     await fresh.disconnect()
+
+
+async def test_a_page_following_a_reply_of_another_worker_repairs_every_loss_on_the_in_memory_layer(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second runner in this process stands for another worker: its frames reach the
+    page through the in-memory channel layer, which here loses some of them."""
+    from channels.db import database_sync_to_async
+
+    from chat import broadcast, following, services
+    from chat.generation import load_job
+    from chat.runner import Runner
+
+    lost: dict[str, int] = {"delta": 0, "snapshot": 0, "final": 0}
+    sent = {"delta": 0}
+    real_delta, real_snapshot = broadcast.delta, broadcast.snapshot
+
+    async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:
+        sent["delta"] += 1
+        if 15 < sent["delta"] <= 18:  # three frames in the middle: a gap
+            lost["delta"] += 1
+            return True  # dropped as a full channel drops, and nobody told
+        return await real_delta(channel, reply_id, offset, text)
+
+    async def snapshot(channel: str, reply_id: int, text: str) -> bool:
+        if lost["snapshot"] < 1:  # the first answer to the page's follow request
+            lost["snapshot"] += 1
+            return True
+        return await real_snapshot(channel, reply_id, text)
+
+    async def final(conversation_id: int, reply_id: int) -> None:
+        lost["final"] += 1
+
+    monkeypatch.setattr(broadcast, "delta", delta)
+    monkeypatch.setattr(broadcast, "snapshot", snapshot)
+    monkeypatch.setattr(broadcast, "final", final)
+    monkeypatch.setattr(following, "SNAPSHOT_PATIENCE", 0.3)
+    monkeypatch.setattr(following, "QUIET_AFTER", 0.5)
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, page = await connect(alice, conversation.pk)
+    other = Runner()
+    await other.channel_name()
+
+    _, reply = await database_sync_to_async(services.do_start_reply)(
+        conversation, "Elsewhere [sim tokens=150 tps=50]", client_id="e1", worker_channel=other.channel
+    )
+    other.launch(reply, await database_sync_to_async(load_job)(reply, reply.history))
+    await broadcast.messages_added(conversation.pk, [reply.parent_id, reply.pk])
+
+    text, seen, frames = "", [], []
+    ended = re.compile(rf'<article id="message-{reply.pk}"[^>]*data-status="complete"')
+    while not ended.search(frame := await page.receive_from(10)):
+        frames.append(frame)
+        text = shown(text, frame, reply.pk)
+        seen.append(text)
+
+    expected = (await Message.objects.aget(pk=reply.pk)).content
+    assert expected == sim.last()["text"]
+    assert all(expected.startswith(t) for t in seen)  # never a gap, never a repeat
+    assert seen[-1] == expected  # every character reached the page before the final frame
+    assert lost == {"delta": 3, "snapshot": 1, "final": 1}
+    snapshot_frame = f'<div id="message-{reply.pk}-body" hx-swap-oob="innerHTML">'
+    # The lost answer was asked for again, and the gap repaired by another snapshot.
+    assert len([f for f in frames if f.startswith(snapshot_frame)]) >= 2
+    await other.shutdown(0)
+    await page.disconnect()
+
+
+async def test_a_stop_whose_message_to_the_owner_is_lost_still_takes_effect_at_its_next_save(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import broadcast
+
+    real = broadcast.to_owner
+
+    async def lose_stops(worker_channel: str, kind: str, reply_id: int, **kwargs) -> bool:
+        if kind == broadcast.STOP:
+            return True  # dropped on the way, and nobody told
+        return await real(worker_channel, kind, reply_id, **kwargs)
+
+    monkeypatch.setattr(broadcast, "to_owner", lose_stops)
+    conversation, communicator = await a_reply_streaming()
+
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    frames = await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+
+    reply = await reply_of(conversation)
+    # The owner stopped at its next save of the text (every CHAT_PERSIST_INTERVAL, 1 s),
+    # which found the request the database had recorded.
+    assert reply.status == Message.Status.CANCELLED and reply.stop_requested_at is not None
+    record = sim.last()
+    assert record["outcome"] == "client closed"
+    assert record["text"].startswith(reply.content) and reply.content
+    last_delta = [f for f in frames if f.startswith('<div hx-swap-oob="beforeend:#message-')][-1]
+    assert reply.content.endswith(html.unescape(shown("", last_delta, reply.pk)))
+    await communicator.disconnect()
+
+
+async def test_a_system_prompt_changed_in_one_tab_reaches_the_others(sim: SimulatorProcess) -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, other_tab = await connect(alice, conversation.pk)
+
+    def change_in_a_tab() -> None:
+        client = Client()
+        client.force_login(alice)
+        url = reverse("chat:settings", args=[conversation.pk])
+        client.post(url, {"model": "demo/demo-1", "system_prompt": "Answer <in> haiku."})
+
+    await sync_to_async(change_in_a_tab)()
+    frame = await frames_until(other_tab, r'id="system-prompt"')
+
+    prompt = '<textarea id="system-prompt" hx-swap-oob="innerHTML">Answer &lt;in&gt; haiku.</textarea>'
+    assert prompt in frame[-1]
+    assert "demo · demo-1" in frame[-1] and 'data-accepts-images="true"' in frame[-1]
+    await other_tab.disconnect()

@@ -95,3 +95,16 @@ def test_search_results_show_markup_as_text(client, alice) -> None:
 
     assert "<img" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_a_search_with_more_matches_than_it_lists_says_how_many_match_in_all(client, alice) -> None:
+    from chat.conversations import SEARCH_RESULTS
+
+    for number in range(SEARCH_RESULTS + 5):
+        Conversation.objects.create(owner=alice, title=f"Otters {number}", provider="demo", model="demo-1")
+    client.force_login(alice)
+
+    html = client.get(reverse("chat:search"), {"q": "otters"}).content.decode()
+
+    assert f"The first {SEARCH_RESULTS} of {SEARCH_RESULTS + 5} conversations that match" in html
+    assert html.count("<li>") == SEARCH_RESULTS

@@ -10,6 +10,7 @@ import sys
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -77,16 +78,40 @@ def test_messages_per_minute_are_limited_with_a_clear_error(alice, settings) -> 
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_websocket_from_another_origin_is_refused(sim) -> None:
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        (b"http://127.0.0.1:8000", True),
+        (b"https://evil.example", False),
+        (b"http://127.0.0.1.evil.example", False),
+    ],
+    ids=["own-origin", "foreign-origin", "look-alike-origin"],
+)
+async def test_a_signed_in_websocket_is_accepted_from_the_pages_own_origin_only(
+    origin: bytes, accepted: bool, sim
+) -> None:
+    """The same session cookie both times: only the origin differs, so only the origin
+    check (AllowedHostsOriginValidator) can refuse it."""
     from chatsite.asgi import application
+    from tests.sessions import sign_in
 
     alice = await sync_to_async(User.objects.create_user)("alice", password="x" * 12)
     conversation = await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1")
+    session_key = await sync_to_async(sign_in)(alice)
     communicator = WebsocketCommunicator(
-        application, f"/ws/conversations/{conversation.pk}/", headers=[(b"origin", b"https://evil.example")]
+        application,
+        f"/ws/conversations/{conversation.pk}/",
+        headers=[
+            (b"origin", origin),
+            (b"host", b"127.0.0.1:8000"),
+            (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()),
+        ],
     )
     connected, _ = await communicator.connect()
-    assert not connected
+    assert connected is accepted
+    if accepted:
+        assert await communicator.receive_nothing(0.2)  # not signed out: a working page
+        await communicator.disconnect()
 
 
 JSON = st.recursive(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
@@ -85,3 +88,21 @@ async def test_a_title_the_person_chose_is_never_replaced(sim: SimulatorProcess)
 
     assert (await Conversation.objects.aget(pk=conversation.pk)).title == "My own title"
     assert len(sim.title_requests()) == 1
+
+
+async def test_a_title_requests_tokens_and_cost_are_recorded_apart_from_the_replies(
+    providers_file, sim: SimulatorProcess
+) -> None:
+    providers_file(
+        '[[providers]]\nname = "demo"\ndialect = "openai-chat"\nbase_url = "{sim}/v1"\n'
+        'models = [{ name = "demo-1", input_price = 1.0, output_price = 2.0 }]\n'
+    )
+    conversation, reply = await run_first_turn('Hello [sim text="Otters holding hands" tps=400]')
+
+    (request,) = sim.title_requests()
+    sent = titles.TITLE_INSTRUCTION + request["prompt"]
+    expected_in, expected_out = math.ceil(len(sent) / 4), math.ceil(len("Otters holding hands") / 4)
+    assert (conversation.title_input_tokens, conversation.title_output_tokens) == (expected_in, expected_out)
+    assert conversation.title_cost == (Decimal(expected_in) * 1 + Decimal(expected_out) * 2) / 1_000_000
+    # Apart: the reply's own counts are its own.
+    assert reply.input_tokens != conversation.title_input_tokens

@@ -7,7 +7,7 @@ import json
 import pytest
 from channels.layers import get_channel_layer
 
-from chat import threads
+from chat import branches
 from chat.models import Conversation, Message
 from tests.servers import SimulatorProcess
 from tests.test_consumers import connect, frames_until, make_conversation, make_user
@@ -41,7 +41,7 @@ async def act(communicator, action: str, message_id: int, until: str = DONE, **f
 async def path_of(conversation: Conversation) -> list[Message]:
     from channels.db import database_sync_to_async
 
-    return await database_sync_to_async(threads.visible_path)(conversation.pk)
+    return await database_sync_to_async(branches.visible_path)(conversation.pk)
 
 
 async def test_regenerate_makes_a_second_version_and_keeps_the_first(sim: SimulatorProcess) -> None:
@@ -118,7 +118,7 @@ async def test_continue_goes_on_from_a_reply_cut_off_by_the_token_limit(sim: Sim
     sent = sim.last()["body"]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"] == cut.content
-    assert sent[2]["content"] == threads.CONTINUE_PROMPT
+    assert sent[2]["content"] == branches.CONTINUE_PROMPT
     await communicator.send_to(json.dumps({"action": "stop"}))
     await frames_until(communicator, r'data-status="cancelled"')
     await communicator.disconnect()

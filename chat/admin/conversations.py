@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import exports, threads
+from chat import branches, exports
 from chat.admin import audit
 from chat.admin.usage import UsageRangeForm, build_dashboard
 from chat.budgets import TOKENS, dollars
@@ -96,7 +96,7 @@ def transcript_messages(conversation: Conversation) -> list[Message]:
     siblings: dict[int | None, list[int]] = defaultdict(list)
     for message in messages:
         siblings[message.parent_id if branched else message.pk].append(message.pk)
-    shown = set(threads.shape_of(conversation.pk).path)
+    shown = set(branches.shape_of(conversation.pk).path)
     for message in messages:
         versions = siblings[message.parent_id if branched else message.pk]
         message.version, message.version_count = versions.index(message.pk) + 1, len(versions)
@@ -117,7 +117,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "tokens",
         "cost",
         "last_reply",
-        "updated_at",
+        "last_activity",
     ]
     list_select_related = ["owner"]
     list_filter = [
@@ -133,7 +133,10 @@ class ConversationAdmin(admin.ModelAdmin):
     # Counts beside every filter choice would cost a full pass over the table per choice.
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 50
-    fields = ["owner", "title", "provider", "model", "created_at", "updated_at", "messages", "tokens", "cost"]
+    fields = [
+        "owner", "title", "provider", "model", "created_at", "updated_at", "messages", "tokens", "cost",
+        "title_usage",
+    ]  # fmt: skip
     actions = ["export_json", "export_markdown", "export_csv"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
@@ -195,6 +198,15 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(ordering="cost")
     def cost(self, conversation: Conversation) -> str:
         return "-" if conversation.cost is None else dollars(conversation.cost)
+
+    @admin.display(description="naming it")
+    def title_usage(self, conversation: Conversation) -> str:
+        """The title request's tokens and cost: not in the replies' totals beside it."""
+        if conversation.title_input_tokens is None:
+            return "-"
+        tokens = conversation.title_input_tokens + (conversation.title_output_tokens or 0)
+        cost = "" if conversation.title_cost is None else f", {dollars(conversation.title_cost)}"
+        return f"{tokens:,} tokens (estimated){cost}"
 
     @admin.display(description="last reply", ordering="last_status")
     def last_reply(self, conversation: Conversation) -> str:

@@ -13,7 +13,7 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
   body cleanly without the dialect's end signal), ``stall`` (send nothing more, holding the
   connection open) or ``disconnect`` (abort the connection);
   ``times``: fail only the first N requests with this prompt; ``message``: the error text
-  of ``status`` and ``error`` (default: the demo's own)
+  of ``status`` and ``error`` (default: the demo's own; ``{key}`` in it echoes the API key)
 - ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
 - ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
   network chunks of this many bytes; ``bom``: start the stream with a byte-order mark

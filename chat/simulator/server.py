@@ -89,6 +89,10 @@ class Simulator:
             pass
         return False
 
+    def _message(self, plan: Plan, default: str) -> str:
+        """The error text to send; ``{key}`` in it is the API key, echoed as some vendors do."""
+        return (plan.message or default).replace("{key}", self.api_key)
+
     @property
     def _connection_header(self) -> str:
         return "" if self.keep_alive else "connection: close\r\n"
@@ -156,7 +160,7 @@ class Simulator:
             await self._respond(
                 writer,
                 plan.status,
-                dialect.error_body(plan.status, plan.message or "The demo model is overloaded."),
+                dialect.error_body(plan.status, self._message(plan, "The demo model is overloaded.")),
                 extra,
             )
             return True
@@ -267,7 +271,7 @@ class Simulator:
         """Inject ``plan.fail``; True when the stream is over."""
         record["outcome"] = plan.fail
         if plan.fail == "error":
-            await emit(dialect.error_event(plan.message or "The demo model failed mid-stream."))
+            await emit(dialect.error_event(self._message(plan, "The demo model failed mid-stream.")))
             writer.write(b"0\r\n\r\n")
         elif plan.fail == "corrupt":
             await emit("data: {not json\n\n")

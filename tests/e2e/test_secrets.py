@@ -55,6 +55,10 @@ def test_the_key_never_leaves_the_server(browser: Browser, keyed: AppServer) -> 
     expect(last_reply(page)).to_have_attribute("data-status", "complete", timeout=10_000)
     send(page, "fail [sim tokens=20 fail=error after=5]")
     expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    # An upstream that echoes the key in its error, as some vendors do: cut out on the page.
+    send(page, "echo [sim tokens=20 fail=status status=401 message='Invalid API key {key}']")
+    expect(last_reply(page)).to_have_attribute("data-status", "error", timeout=10_000)
+    expect(last_reply(page).locator(".error-text")).to_contain_text("Invalid API key [the API key]")
     assert len(frames) > 5
     seen = {"chat page": page.content(), "frames": "\n".join(frames)}
     seen["own export"] = page.request.get("/export/").text()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from playwright.sync_api import Page, expect
 
+from tests.scaleout import pages
 from tests.servers import SimulatorProcess, wait_until
 
 RECORD_GROWTH = """
@@ -55,6 +57,7 @@ def test_a_reply_streams_in_steps_and_completes_as_markdown(page: Page, sim: Sim
 
 
 def test_stop_aborts_the_upstream_and_keeps_the_text_shown(page: Page, sim: SimulatorProcess, db) -> None:
+    page.evaluate(f"() => {{ {pages.RECORDERS} }}")  # every text the body has while streaming
     send(page, "A long answer please [sim tokens=2000 tps=30]")
     body = last_reply(page).locator(".body")
     wait_until(lambda: len(body.text_content()) > 40)
@@ -66,12 +69,16 @@ def test_stop_aborts_the_upstream_and_keeps_the_text_shown(page: Page, sim: Simu
     assert record["client_closed_at"] - pressed < 0.5
     assert record["outcome"] == "client closed"
     expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
-    shown = body.text_content()
+    final = body.text_content()
+    streamed = pages.bodies(page)
     saved = db.reply(reply_id(page))
+    # While it streamed, the text only ever grew at its end: never shrank, never changed.
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(streamed))
+    # The final frame neither added, removed nor altered a character the person was reading.
+    assert streamed[-1] == final == saved["content"]
     assert saved["status"] == "cancelled"
-    assert saved["content"] == shown
-    assert 0 < len(shown) < len(record["text"]) + 1
-    assert record["text"].startswith(shown)
+    assert 0 < len(final) < len(record["text"]) + 1
+    assert record["text"].startswith(final)
 
     page.reload()
     expect(last_reply(page)).to_have_attribute("data-status", "cancelled")

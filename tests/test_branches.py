@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from chat import threads
+from chat import branches
+from chat.branches import CONTINUE_PROMPT, Versions
 from chat.models import Conversation, Message
-from chat.threads import CONTINUE_PROMPT, Versions
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ class Tree:
         )  # fmt: skip
 
     def path(self) -> list[str]:
-        return [m.content for m in threads.visible_path(self.conversation.pk)]
+        return [m.content for m in branches.visible_path(self.conversation.pk)]
 
 
 def test_the_newest_version_of_each_turn_is_shown_with_its_own_later_messages(conversation) -> None:
@@ -46,7 +46,7 @@ def test_the_newest_version_of_each_turn_is_shown_with_its_own_later_messages(co
     tree.add("assistant", "A2", question)
 
     assert tree.path() == ["Q", "A2"]
-    shown = threads.visible_path(conversation.pk)[1]
+    shown = branches.visible_path(conversation.pk)[1]
     assert shown.versions == Versions(2, 2, first.pk, None)
     assert shown.is_last
 
@@ -61,7 +61,7 @@ def test_choosing_an_older_version_brings_back_what_followed_it(conversation) ->
     Message.objects.filter(pk=first.pk).update(selected_at=timezone.now() + timedelta(hours=1))
 
     assert tree.path() == ["Q", "A1", "Q2"]
-    assert threads.visible_path(conversation.pk)[-1].pk == later.pk
+    assert branches.visible_path(conversation.pk)[-1].pk == later.pk
 
 
 def test_an_edited_first_message_is_a_version_of_it(conversation) -> None:
@@ -72,14 +72,14 @@ def test_an_edited_first_message_is_a_version_of_it(conversation) -> None:
     tree.add("assistant", "A again", edited)
 
     assert tree.path() == ["Q edited", "A again"]
-    assert threads.visible_path(conversation.pk)[0].versions == Versions(2, 2, original.pk, None)
+    assert branches.visible_path(conversation.pk)[0].versions == Versions(2, 2, original.pk, None)
 
 
 def test_messages_stored_without_parents_read_as_one_line(conversation) -> None:
     for role, content in [("user", "one"), ("assistant", "two"), ("user", "three")]:
         Message.objects.create(conversation=conversation, role=role, content=content)
 
-    assert [m.content for m in threads.visible_path(conversation.pk)] == ["one", "two", "three"]
+    assert [m.content for m in branches.visible_path(conversation.pk)] == ["one", "two", "three"]
 
 
 def test_a_reply_is_sent_its_own_branch_only(conversation) -> None:
@@ -89,7 +89,7 @@ def test_a_reply_is_sent_its_own_branch_only(conversation) -> None:
     tree.add("user", "follow-up on the old answer", old)
     regenerated = tree.add("assistant", "", question, status="pending")
 
-    assert [(t.role, t.content) for t in threads.turns_for(regenerated)] == [("user", "Q")]
+    assert [(t.role, t.content) for t in branches.turns_for(regenerated)] == [("user", "Q")]
 
 
 def test_failed_replies_are_left_out_of_the_history(conversation) -> None:
@@ -99,7 +99,7 @@ def test_failed_replies_are_left_out_of_the_history(conversation) -> None:
     retry = tree.add("user", "again?", failed)
     reply = tree.add("assistant", "", retry, status="pending")
 
-    assert [t.content for t in threads.turns_for(reply)] == ["Q", "again?"]
+    assert [t.content for t in branches.turns_for(reply)] == ["Q", "again?"]
 
 
 def test_a_continuation_is_sent_the_cut_off_reply_and_a_request_to_go_on(conversation) -> None:
@@ -108,7 +108,7 @@ def test_a_continuation_is_sent_the_cut_off_reply_and_a_request_to_go_on(convers
     cut = tree.add("assistant", "The first half", question, finish_reason="length")
     continuation = tree.add("assistant", "", cut, status="pending")
 
-    turns = threads.turns_for(continuation)
+    turns = branches.turns_for(continuation)
 
     assert [(t.role, t.content) for t in turns] == [
         ("user", "Q"),
@@ -126,4 +126,4 @@ def test_a_reply_and_its_continuation_are_one_turn_later_on(conversation) -> Non
     follow_up = tree.add("user", "Thanks", rest)
     reply = tree.add("assistant", "", follow_up, status="pending")
 
-    assert [t.content for t in threads.turns_for(reply)] == ["Q", "The first half and the rest.", "Thanks"]
+    assert [t.content for t in branches.turns_for(reply)] == ["Q", "The first half and the rest.", "Thanks"]
