@@ -24,7 +24,7 @@ RESULTS = ROOT / "bench" / "results"
 
 @dataclass
 class Options:
-    ks: list[int] = field(default_factory=lambda: [1, 50, 200, 500])
+    ks: list[int] = field(default_factory=lambda: [1, 50, 100, 200, 500])
     configs: list[str] = field(default_factory=lambda: ["1w", "2w"])
     tokens: int = 150
     tps: float = 50.0

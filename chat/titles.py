@@ -117,13 +117,12 @@ async def name_conversation(reply_id: int) -> None:
         # The first words are a fine title; a failed title request is no one's problem.
         logger.info("no title for conversation %s: %r", conversation.pk, exc)
         title = ""
-    finally:
-        await database_sync_to_async(do_record_title_usage)(
-            conversation.pk, provider, conversation.model, request, "".join(read)
-        )
-    if not title:
-        return
-    if title and await database_sync_to_async(do_set_title)(conversation.pk, conversation.title, title):
+
+    def record() -> bool:
+        do_record_title_usage(conversation.pk, provider, conversation.model, request, "".join(read))
+        return bool(title) and do_set_title(conversation.pk, conversation.title, title)
+
+    if await database_sync_to_async(record)():
         await broadcast.sidebar_changed(conversation.owner_id)
 
 
