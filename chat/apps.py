@@ -6,6 +6,6 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat import access
+        from chat import access, configuration  # noqa: F401 (configuration registers its checks)
 
         access.connect_signals()

@@ -24,17 +24,21 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
 
-from chat import access, broadcast, conversations, rendering, replies, services
+from chat import access, broadcast, conversations, metrics, rendering, replies, services
 from chat.following import Follower, get_messages, newest_message
+from chat.logs import once_a_minute
 from chat.models import Conversation, Message
 from chat.runner import get_runner
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
+# How long a page signed out waits to show its replies stopped before it closes.
+SIGN_OUT_WAIT = 3.0
 
 # This process's open sockets, for a restart to close (see chat.lifecycle).
 _open_consumers: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
+metrics.SOCKETS_OPEN.set_function(lambda: len(_open_consumers))
 
 
 def owns(user_id: int, conversation_id: int) -> bool:
@@ -147,7 +151,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             broadcast.SESSIONS_CHANGED: self.sessions_changed,
         }
         # Join before reading the replies, so no frame falls between the two.
-        await broadcast.join(self.channel_name, conversation_id, user.pk)
+        try:
+            await broadcast.join(self.channel_name, conversation_id, user.pk)
+        except Exception as exc:
+            await self.unavailable(exc)
+            return
         await self.accept()
         _open_consumers.add(self)
         since = page_time(self.scope.get("query_string", b""))
@@ -156,6 +164,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.follower.start(redraw=redraw, active=active, newest=newest)
         if self.session_key is not None:
             self.expiry = asyncio.create_task(self._sign_out_at_expiry())
+
+    async def unavailable(self, exc: Exception) -> None:
+        """The channel layer failed: tell the page live updates wait, and close with 1013
+        (Try Again Later), on which htmx reconnects with a growing pause."""
+        once_a_minute(logger, "layer", "the channel layer is unavailable (%r); pages are told to retry", exc)
+        self.follower = None
+        await self.accept()
+        await self.send(rendering.connection_notice_html())
+        await self.close(code=1013)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch closes stale database connections before every message:
@@ -296,10 +313,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.signed_out = True
         if self.follower is not None:
-            for reply_id in list(self.follower.offsets):
+            followed = list(self.follower.offsets)
+            for reply_id in followed:
                 await replies.stop(reply_id, self.conversation_id, self.follower.workers[reply_id], reason)
             for reply in await database_sync_to_async(get_active_replies)(self.conversation_id):
                 await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel, reason)
+            # The page shows them stopped, with why, before the notice: their final frames
+            # come from their owner (here, or through the channel layer).
+            await self.follower.until_ended(followed, SIGN_OUT_WAIT)
         page = reverse("chat:conversation", kwargs={"pk": self.conversation_id})
         await self.send(rendering.signed_out_html(reason, page))
         await self.close(code=access.SIGNED_OUT)
@@ -324,7 +345,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         ours = bool(event.get("session")) and event["session"] == self.session_key
         if ours or not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
-            await self.sign_out(str(event.get("reason") or access.LOGGED_OUT))
+            # Beside the socket's frames: the final frames of its replies come through them.
+            self._start_beside(self.sign_out(str(event.get("reason") or access.LOGGED_OUT)))
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
         """Redraw the sidebar beside the socket's frames, so a Stop read after this waits

@@ -13,6 +13,7 @@ final frame is the persisted message, so it has the last word.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db.models import Max
 
-from chat import branches, broadcast, rendering
+from chat import branches, broadcast, metrics, rendering
 from chat.models import Message
 from chat.runner import Runner
 
@@ -85,6 +86,7 @@ class Follower:
         self.newest = 0
         self.looks_for_news = not isinstance(get_channel_layer(), InMemoryChannelLayer)
         self.watchdog: asyncio.Task[None] | None = None
+        self._an_end = asyncio.Event()
 
     async def start(self, *, redraw: bool, active: list[Message], newest: int) -> None:
         """Follow the page's replies, after its socket joined the conversation's group.
@@ -118,6 +120,14 @@ class Follower:
             elif reply_id in self.offsets and worker != self.runner.channel:
                 await broadcast.to_owner(worker, broadcast.UNFOLLOW, reply_id, reply_to=self.channel)
         self.offsets.clear()
+
+    async def until_ended(self, reply_ids: list[int], within: float) -> None:
+        """Until the page has shown each of ``reply_ids`` ended, for ``within`` seconds at most."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                while any(reply_id in self.offsets for reply_id in reply_ids):
+                    self._an_end.clear()
+                    await self._an_end.wait()
 
     def expect(self, reply: Message) -> None:
         """A reply starting now in this conversation on this worker, with no text yet.
@@ -162,6 +172,7 @@ class Follower:
             try:
                 now = time.monotonic()
                 if any(now - since >= QUIET_AFTER for since in self.unseen.values()):
+                    metrics.FRAMES_REPAIRED.labels("redraw").inc()
                     await self.thread_changed({})
                 quiet = [i for i in self.offsets if now - self.heard.setdefault(i, now) >= QUIET_AFTER]
                 if quiet:
@@ -176,6 +187,7 @@ class Follower:
         """Redraw if the conversation has a message newer than any the page heard of."""
         if await database_sync_to_async(newest_message)(self.conversation_id) <= self.newest:
             return False
+        metrics.FRAMES_REPAIRED.labels("news").inc()
         await self.thread_changed({})
         return True
 
@@ -186,6 +198,8 @@ class Follower:
         for message in await database_sync_to_async(get_messages)(ids):
             self.heard[message.pk] = now
             if not message.is_active:
+                if message.pk not in self.ended:
+                    metrics.FRAMES_REPAIRED.labels("lookup").inc()
                 await self.end_reply(message.pk, message)
             elif message.worker_channel == self.runner.channel:
                 if self.offsets.get(message.pk) is None and message.pk in self.runner.replies:
@@ -257,6 +271,7 @@ class Follower:
         trip to the database."""
         if reply_id in self.repairing:
             return
+        metrics.FRAMES_REPAIRED.labels("redraw" if unknown else "snapshot").inc()
         self.repairing.add(reply_id)
         task = asyncio.create_task(self._repair(reply_id, unknown=unknown))
         self._tasks.add(task)
@@ -324,6 +339,7 @@ class Follower:
         self.ended.add(reply_id)
         for state in (self.offsets, self.asked, self.heard, self.unseen):
             state.pop(reply_id, None)
+        self._an_end.set()
         if reply_id not in self.drawn:
             # The frame adding it never came: the page lacks the message to swap.
             await self.thread_changed({})

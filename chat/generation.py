@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
-from chat import branches, broadcast, replies
+from chat import branches, broadcast, metrics, replies
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
@@ -151,12 +151,14 @@ class Reply:
             self.task.uncancel()
             outcome = Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason)
         except TimeoutError:
+            metrics.UPSTREAM_ERRORS.labels("deadline").inc()
             error = f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended."
             outcome = Outcome(Message.Status.ERROR, self.text, error)
         except UpstreamError as exc:
+            metrics.UPSTREAM_ERRORS.labels(metrics.error_kind(exc.message)).inc()
             outcome = Outcome(Message.Status.ERROR, self.text, sentence(exc.message))
         except Exception:
-            logger.exception("reply %s failed", self.id)
+            logger.exception("reply %s failed", self.id, extra=self._log_ids())
             outcome = Outcome(Message.Status.ERROR, self.text, "An internal error ended this reply.")
         await self._finish(outcome, started)
 
@@ -185,6 +187,7 @@ class Reply:
                 await broadcast.note(self.conversation_id, self.id, "")
 
     async def _on_retry(self, attempt: int, delay: float, reason: str) -> None:
+        metrics.UPSTREAM_RETRIES.inc()
         self.retries = attempt
         wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
         await broadcast.note(self.conversation_id, self.id, f"{sentence(reason)} Retrying in {wait} s…")
@@ -197,6 +200,7 @@ class Reply:
         async with self._relaying:
             if not self.has_news or self.stopping:
                 return
+            metrics.TOKENS_RELAYED.inc(len(self.pieces) - self.relayed_pieces)
             text = "".join(self.pieces[self.relayed_pieces :])
             offset = self.relayed_chars
             self.relayed_pieces, self.relayed_chars = len(self.pieces), offset + len(text)
@@ -209,6 +213,7 @@ class Reply:
                     self.followers.discard(follower)
             for channel in list(self.remote):
                 if not await broadcast.delta(channel, self.id, offset, text):
+                    metrics.FRAMES_DROPPED.inc()
                     self.remote.discard(channel)  # gone, or too far behind: it asks again
 
     async def tell_progress(self) -> None:
@@ -224,6 +229,9 @@ class Reply:
             await follower.reply_snapshot(
                 {"type": broadcast.SNAPSHOT, "id": self.id, "text": self.relayed_text}
             )
+
+    def _log_ids(self) -> dict[str, int]:
+        return {"reply": self.id, "conversation": self.conversation_id}
 
     async def follow_from(self, channel: str) -> None:
         """A page on another worker follows: the text so far, then every frame after it,
@@ -242,7 +250,7 @@ class Reply:
         try:
             await self._finish(outcome, time.monotonic())
         except Exception:
-            logger.exception("reply %s ended without its final state", self.id)
+            logger.exception("reply %s ended without its final state", self.id, extra=self._log_ids())
 
     async def _finish(self, outcome: Outcome, started: float) -> None:
         if self.finished:
@@ -272,6 +280,11 @@ class Reply:
             retries=self.retries,
         )
         self.finished = True
+        labels = (self.job.provider, self.job.model)
+        metrics.REPLIES_ENDED.labels(outcome.status, *labels).inc()
+        metrics.REPLY_DURATION.labels(*labels).observe(time.monotonic() - started)
+        if self.ttft is not None:
+            metrics.FIRST_TOKEN.labels(*labels).observe(self.ttft)
         for follower in list(self.followers):
             try:
                 await follower.end_reply(self.id, message)

@@ -183,6 +183,11 @@ def model_accepts_images(conversation: Conversation) -> bool:
     return provider is not None and accepts_images(provider, conversation.model)
 
 
+def connection_notice_html() -> str:
+    """The page's notice that live updates wait for the server (htmx reconnects)."""
+    return render_to_string("chat/_connection_notice.html", {"unavailable": True, "oob": True})
+
+
 def signed_out_html(reason: str, next_url: str) -> str:
     """The page's notice that its session ended, and the way back to this conversation."""
     return render_to_string("chat/_signed_out.html", {"reason": reason, "next": next_url, "oob": True})

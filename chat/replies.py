@@ -133,5 +133,9 @@ async def interrupt_stale() -> None:
 
 async def interrupted(replies: list[Message]) -> None:
     for reply in replies:
-        logger.warning("reply %s interrupted: its worker stopped beating", reply.pk)
+        logger.warning(
+            "reply %s interrupted: its worker stopped beating",
+            reply.pk,
+            extra={"reply": reply.pk, "conversation": reply.conversation_id},
+        )
         await broadcast.final(reply.conversation_id, reply.pk)

@@ -23,8 +23,9 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from chat import access, broadcast, replies
+from chat import access, broadcast, metrics, replies
 from chat.generation import Job, Reply
+from chat.logs import once_a_minute
 
 if TYPE_CHECKING:
     from chat.following import Follower
@@ -59,6 +60,7 @@ class Runner:
         self.interval = settings.CHAT_FRAME_INTERVAL
         self._news: set[Reply] = set()
         self._background: set[asyncio.Future[None]] = set()
+        metrics.REPLIES_ACTIVE.set_function(lambda: len(self.replies))
         # Final writes of replies whose task ended without one (see ``Reply.end_unstarted``).
         self._finishing: set[asyncio.Future[None]] = set()
 
@@ -75,6 +77,7 @@ class Runner:
 
     def launch(self, message: Message, job: Job) -> Reply:
         reply = Reply(message, job, self)
+        metrics.REPLIES_STARTED.labels(job.provider, job.model).inc()
         # Every page of the conversation on this worker follows it from its first word.
         for page in self.pages.get(message.conversation_id, ()):
             page.expect(message)
@@ -139,6 +142,7 @@ class Runner:
             before = loop.time()
             await asyncio.sleep(self.interval)
             lag = loop.time() - before - self.interval
+            metrics.LOOP_LAG.set(max(lag, 0.0))
             self.interval = next_interval(
                 self.interval, lag, settings.CHAT_FRAME_INTERVAL, settings.CHAT_MAX_FRAME_INTERVAL
             )
@@ -156,8 +160,10 @@ class Runner:
                 message = await layer.receive(self.channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("the runner's channel failed; listening again in 1 s")
+            except Exception as exc:
+                once_a_minute(
+                    logger, "runner", "the channel layer failed (%r); trying again every second", exc
+                )
                 await asyncio.sleep(1)
                 continue
             try:

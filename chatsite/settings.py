@@ -8,13 +8,19 @@ Redis for several daphne workers.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
+
+
+# Every variable is read through these: a value that does not parse is refused at start
+# with its name, its value and the form expected (manage.py and chat.serve print it).
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -25,19 +31,52 @@ def env_bool(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: expected true or false (1/0, yes/no, on/off)")
 
 
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number, like {default}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected {minimum} or more")
+    return number
 
 
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number, like {default:g}") from None
+    if not number >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number of {minimum:g} or more")
+    return number
 
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_database(name: str, default: str) -> dict:
+    value = os.environ.get(name) or default
+    try:
+        return dj_database_url.parse(value, conn_max_age=0)
+    except Exception as exc:
+        masked = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", value)
+        example = "postgres://user:password@host:5432/name"
+        message = f"{name}={masked!r}: expected a database URL, like {example} ({exc})"
+        raise ImproperlyConfigured(message) from None
 
 
 def _secret_key() -> str:
@@ -110,7 +149,7 @@ TEMPLATES = [
 # sync_to_async uses; PostgreSQL gets psycopg 3's pool instead. SQLite is the exception
 # below: a connection costs no server and every database call of a worker runs on the
 # one thread of thread-sensitive sync_to_async, so it keeps that one connection.
-DATABASES = {"default": dj_database_url.config(default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}", conn_max_age=0)}
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
@@ -217,10 +256,19 @@ STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
+LOG_FORMAT = env_str("CHAT_LOG_FORMAT", "text")
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"CHAT_LOG_FORMAT={LOG_FORMAT!r}: expected text or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "chat.logs.JsonLines"}, "text": {"format": "%(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
+        }
+    },
     "loggers": {
         "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO")},
         "httpx": {"handlers": ["console"], "level": "WARNING"},
@@ -235,15 +283,17 @@ CHAT_DEMO_BASE_URL = env_str("CHAT_DEMO_BASE_URL", f"http://127.0.0.1:{env_str('
 CHAT_CONNECT_TIMEOUT = env_float("CHAT_CONNECT_TIMEOUT", 10.0)
 CHAT_READ_TIMEOUT = env_float("CHAT_READ_TIMEOUT", 60.0)
 CHAT_REPLY_DEADLINE = env_float("CHAT_REPLY_DEADLINE", 600.0)
-CHAT_MAX_ATTEMPTS = env_int("CHAT_MAX_ATTEMPTS", 3)
-CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04)
+CHAT_MAX_ATTEMPTS = env_int("CHAT_MAX_ATTEMPTS", 3, minimum=1)
+CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04, minimum=0.001)
 # A worker whose event loop falls behind sends fewer, larger frames, up to this far apart.
 CHAT_MAX_FRAME_INTERVAL = env_float("CHAT_MAX_FRAME_INTERVAL", 0.25)
-CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 1.0)
-CHAT_STALE_AFTER = env_float("CHAT_STALE_AFTER", 30.0)
+CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 1.0, minimum=0.01)
+CHAT_STALE_AFTER = env_float("CHAT_STALE_AFTER", 30.0, minimum=1.0)
 # On SIGTERM, how long replies may go on before they are interrupted (chat.lifecycle).
 CHAT_SHUTDOWN_GRACE = env_float("CHAT_SHUTDOWN_GRACE", 0.0)
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MESSAGES_PER_MINUTE = env_int("CHAT_MESSAGES_PER_MINUTE", 30)
 CHAT_MAX_CONCURRENT_REPLIES = env_int("CHAT_MAX_CONCURRENT_REPLIES", 3)
 CHAT_MAX_RETRY_WAIT = env_float("CHAT_MAX_RETRY_WAIT", 20.0)
+# A scraper sending "Authorization: Bearer <this>" may read /metrics; staff always may.
+CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN")

@@ -569,3 +569,24 @@ async def test_a_system_prompt_changed_in_one_tab_reaches_the_others(sim: Simula
     assert prompt in frame[-1]
     assert "demo · demo-1" in frame[-1] and 'data-accepts-images="true"' in frame[-1]
     await other_tab.disconnect()
+
+
+async def test_a_page_whose_channel_layer_fails_is_told_live_updates_wait_and_to_retry(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import broadcast
+
+    async def down(*args, **kwargs) -> None:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(broadcast, "join", down)
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, communicator = await connect(alice, conversation.pk)
+
+    notice = await communicator.receive_from(5)
+    closed = await communicator.receive_output(5)
+
+    assert "Live updates are unavailable right now. Retrying" in notice
+    # 1013, Try Again Later: htmx's ws extension reconnects on it, with a growing pause.
+    assert closed == {"type": "websocket.close", "code": 1013}

@@ -112,7 +112,7 @@ def test_text_delta_sends_prompt_max_tokens_and_temperature_with_bearer_auth() -
 
 def test_a_model_the_providers_file_says_reads_no_images_takes_none() -> None:
     (chat,) = parse_providers(
-        '[[providers]]\nname = "p"\ndialect = "openai-chat"\nbase_url = "u"\n'
+        '[[providers]]\nname = "p"\ndialect = "openai-chat"\nbase_url = "https://p.example/v1"\n'
         'models = ["vision", { name = "text-only", images = false }]'
     ).values()
     assert accepts_images(chat, "vision")

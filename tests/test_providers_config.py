@@ -40,7 +40,15 @@ def test_a_providers_file_lists_models_prices_and_options(monkeypatch) -> None:
             '[[providers]]\nname = "x"\ndialect = "carrier-pigeon"\nbase_url = "u"\nmodels = ["m"]',
             "unknown dialect",
         ),
-        ('[[providers]]\nname = "x"\ndialect = "openai-chat"\nmodels = ["m"]', "needs base_url"),
+        ('[[providers]]\nname = "x"\ndialect = "openai-chat"\nmodels = ["m"]', "base_url is missing"),
+        (GOOD + GOOD, "listed twice"),
+        (GOOD.replace('base_url = "https://api.openai.com/v1/"', "base_url = 5"), "base_url must be text"),
+        (GOOD.replace("https://", "ftp://"), "must start with http"),
+        (GOOD.replace("input_price = 0.4", "input_price = -1"), "input_price of 'gpt-4.1-mini' must be"),
+        (GOOD.replace("input_price = 0.4", 'input_price = "cheap"'), "0 or more, not 'cheap'"),
+        (GOOD.replace("models = [", 'models = "gpt"  # ['), "list"),
+        ('providers = "x"', "list of"),
+        ("[[providers]]\ndialect = 'openai-chat'", "number 1 needs a name"),
     ],
 )
 def test_a_bad_providers_file_is_refused_with_a_reason(text: str, says: str) -> None:

@@ -54,18 +54,34 @@ class Provider:
 
 
 def _model(raw: str | dict, provider: str) -> ModelSpec:
-    if isinstance(raw, str):
+    if isinstance(raw, str) and raw:
         return ModelSpec(raw)
-    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
         raise ProviderConfigError(f"provider {provider!r}: each model needs a name")
 
     def price(key: str) -> Decimal | None:
-        return Decimal(str(raw[key])) if key in raw else None
+        if key not in raw:
+            return None
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ProviderConfigError(
+                f"provider {provider!r}: {key} of {raw['name']!r} must be a number of dollars per "
+                f"million tokens, 0 or more, not {value!r}"
+            )
+        return Decimal(str(value))
 
     images = raw.get("images", True)
     if not isinstance(images, bool):
         raise ProviderConfigError(f"provider {provider!r}: images of {raw['name']!r} must be true or false")
     return ModelSpec(raw["name"], price("input_price"), price("output_price"), images)
+
+
+def _text(raw: dict, key: str, provider: str, *, required: bool = True) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str) or (required and not value):
+        kind = "is missing" if key not in raw else f"must be text, not {value!r}"
+        raise ProviderConfigError(f"provider {provider!r}: {key} {kind}")
+    return value
 
 
 def parse_providers(text: str) -> dict[str, Provider]:
@@ -75,25 +91,34 @@ def parse_providers(text: str) -> dict[str, Provider]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProviderConfigError(f"the providers file is not valid TOML: {exc}") from exc
+    entries = data.get("providers", [])
+    if not isinstance(entries, list) or not all(isinstance(raw, dict) for raw in entries):
+        raise ProviderConfigError("providers must be a list of [[providers]] tables")
     providers: dict[str, Provider] = {}
-    for raw in data.get("providers", []):
+    for number, raw in enumerate(entries, 1):
         name = raw.get("name")
-        if not name or name in providers:
-            raise ProviderConfigError(f"provider names must be present and unique: {name!r}")
+        if not isinstance(name, str) or not name:
+            raise ProviderConfigError(f"provider number {number} needs a name (text)")
+        if name in providers:
+            raise ProviderConfigError(f"provider {name!r} is listed twice; names must be unique")
         if raw.get("dialect") not in DIALECTS:
             raise ProviderConfigError(
                 f"provider {name!r}: unknown dialect {raw.get('dialect')!r}; "
                 f"known: {', '.join(sorted(DIALECTS))}"
             )
-        if not raw.get("base_url") or not raw.get("models"):
-            raise ProviderConfigError(f"provider {name!r} needs base_url and models")
+        base_url = _text(raw, "base_url", name)
+        if not base_url.startswith(("http://", "https://")):
+            raise ProviderConfigError(f"provider {name!r}: base_url must start with http:// or https://")
+        models = raw.get("models")
+        if not isinstance(models, list) or not models:
+            raise ProviderConfigError(f"provider {name!r}: models must be a list of at least one model")
         known = {"name", "dialect", "base_url", "api_key_env", "models"}
         providers[name] = Provider(
             name=name,
             dialect=raw["dialect"],
-            base_url=raw["base_url"].rstrip("/"),
-            api_key_env=raw.get("api_key_env", ""),
-            models=tuple(_model(m, name) for m in raw["models"]),
+            base_url=base_url.rstrip("/"),
+            api_key_env=_text(raw, "api_key_env", name, required=False),
+            models=tuple(_model(m, name) for m in models),
             options={k: v for k, v in raw.items() if k not in known},
         )
     if not providers:

@@ -189,3 +189,9 @@ document.addEventListener("htmx:wsClose", (event) => {
   });
   document.body.classList.add("is-signed-out");
 });
+
+// Back in touch after the server said live updates were unavailable (close code 1013).
+document.addEventListener("htmx:wsOpen", () => {
+  const notice = byId("connection-notice");
+  if (notice) notice.hidden = true;
+});

@@ -16,9 +16,10 @@ class Command(BaseCommand):
         User = get_user_model()
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "admin")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
-        if User.objects.filter(username=username).exists():
-            if password:
-                user = User.objects.get(username=username)
+        if user := User.objects.filter(username=username).first():
+            # Only when it differs: a new hash would sign the person out of every browser
+            # (sessions are bound to it), at every restart.
+            if password and not user.check_password(password):
                 user.set_password(password)
                 user.save(update_fields=["password"])
             self.stdout.write(f"Log in as {username!r}.")
