@@ -16,12 +16,14 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from chat.simulator.script import plan_for, reply_text
+from tests.frames import Body, apply, body_in
 
-DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*)</div>', re.DOTALL)
-SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*)</div>', re.DOTALL)
 APPENDED_REPLY = re.compile(r'<article id="message-(\d+)" class="message assistant"')
 FINAL = re.compile(r'<article id="message-(\d+)"[^>]*data-status="(\w+)"')
-PLAIN_BODY = re.compile(r'<div id="message-\d+-body" class="body plain">(.*?)</div>', re.DOTALL)
+# Frames of a tree before live markdown (``--before``): text appended to a plain body.
+LEGACY_DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*)</div>', re.DOTALL)
+LEGACY_SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*)</div>', re.DOTALL)
+LEGACY_PLAIN_BODY = re.compile(r'<div id="message-\d+-body" class="body plain">(.*?)</div>', re.DOTALL)
 # A redraw of the whole thread, which repairs a page that missed frames the layer dropped.
 THREAD = '<div id="messages" hx-swap-oob="innerHTML">'
 REPLY_ARTICLE = re.compile(r'<article id="message-(\d+)" class="message assistant"[^>]*data-status="(\w+)"')
@@ -90,10 +92,15 @@ def ws_frame_bytes(payload: bytes) -> int:
 @dataclass
 class WsParsed:
     reply_id: int | None = None
-    text: str = ""
-    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, chars so far)
+    body: Body | None = None  # the reply's body as the page holds it (tests.frames)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (time, chars shown)
+    # What the page showed, of known length, frame by frame: to check against the reply.
+    states: list[tuple[int, str]] = field(default_factory=list)
+    # The text of a page of a tree before live markdown (``--before``), frame by frame.
+    legacy_text: str | None = None
+    legacy_final_plain: str | None = None
     status: str = ""
-    final_plain: str | None = None
+    final_body: Body | None = None
     final_frame: str = ""
     final_at: float = 0.0
     # Uncompressed: payloads plus frame headers, as they would travel without permessage-deflate.
@@ -104,6 +111,10 @@ class WsParsed:
     redraws: int = 0
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def shown(self) -> int:
+        return (self.body.shown or 0) if self.body else 0
+
 
 def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
     parsed = WsParsed()
@@ -113,31 +124,47 @@ def parse_ws(frames: list[tuple[float, str]]) -> WsParsed:
         parsed.bytes_total += ws_frame_bytes(payload)
         if parsed.reply_id is None and (m := APPENDED_REPLY.search(message)):
             parsed.reply_id = int(m.group(1))
+        if parsed.reply_id is None:
+            continue
         if (drawn := redrawn_reply(message)) and drawn[0] == parsed.reply_id:
             parsed.redraws += 1
             _, status, start = drawn
-            body = PLAIN_BODY.search(message, start)
             if status in ENDED:
                 parsed.status, parsed.final_frame, parsed.final_at = status, message[start:], when
-                parsed.final_plain = html.unescape(body.group(1)) if body else None
-            elif body:
-                parsed.text = html.unescape(body.group(1))
-                parsed.arrivals.append((when, len(parsed.text)))
-        elif (m := DELTA.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
-            parsed.bytes_deltas += ws_frame_bytes(payload)
-            parsed.text += html.unescape(m.group(2))
-            parsed.arrivals.append((when, len(parsed.text)))
-        elif (m := SNAPSHOT.fullmatch(message)) and int(m.group(1)) == parsed.reply_id:
-            parsed.snapshots += 1
-            snapshot = html.unescape(m.group(2))
-            if not snapshot.startswith(parsed.text):
-                parsed.problems.append("a snapshot disagreed with the text already shown")
-            parsed.text = snapshot
-            parsed.arrivals.append((when, len(parsed.text)))
+                parsed.final_body = body_in(message[start:], parsed.reply_id)
+            else:
+                # Drawn from the database: of unknown length until a snapshot follows.
+                parsed.body = body_in(message[start:], parsed.reply_id)
+                if plain := LEGACY_PLAIN_BODY.search(message, start):
+                    parsed.legacy_text = html.unescape(plain.group(1))
         elif (m := FINAL.match(message)) and int(m.group(1)) == parsed.reply_id:
             parsed.status, parsed.final_frame, parsed.final_at = m.group(2), message, when
-            if body := PLAIN_BODY.search(message):
-                parsed.final_plain = html.unescape(body.group(1))
+            parsed.final_body = body_in(message, parsed.reply_id)
+            if plain := LEGACY_PLAIN_BODY.search(message):
+                parsed.legacy_final_plain = html.unescape(plain.group(1))
+        elif legacy := LEGACY_DELTA.fullmatch(message) or LEGACY_SNAPSHOT.fullmatch(message):
+            if int(legacy.group(1)) != parsed.reply_id:
+                continue
+            text = html.unescape(legacy.group(2))
+            if legacy.re is LEGACY_DELTA:
+                parsed.bytes_deltas += ws_frame_bytes(payload)
+                text = (parsed.legacy_text or "") + text
+            else:
+                parsed.snapshots += 1
+            parsed.legacy_text = text
+            parsed.arrivals.append((when, len(text)))
+        else:
+            bodies = {parsed.reply_id: parsed.body} if parsed.body else {}
+            if parsed.reply_id not in apply(bodies, message):
+                continue
+            if message.startswith(f'<div id="message-{parsed.reply_id}-body"'):
+                parsed.snapshots += 1
+            else:
+                parsed.bytes_deltas += ws_frame_bytes(payload)
+            parsed.body = bodies[parsed.reply_id]
+            if parsed.body.shown is not None:
+                parsed.arrivals.append((when, parsed.body.shown))
+                parsed.states.append((parsed.body.shown, parsed.body.html))
     return parsed
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.analysis import WsParsed, parse_floor, parse_ws, summary, token_ends, token_latencies
 from bench.clients import FloorRun, WsRun
+from chat.markdown import reply_html
 
 
 @dataclass
@@ -99,28 +100,39 @@ def _received(
 ) -> tuple[str, list[tuple[float, int]], list[str]]:
     """The text the page ends up with, checked against the database and the upstream.
 
-    The last frame is the persisted message (markdown when complete, plain text when
-    stopped): when it starts with the server's own rendering of that row, the page shows
-    the persisted text, so text the deltas never carried arrived with that frame. The
-    deltas must be a prefix of it: a page never shows text the reply does not have.
+    The last frame is the persisted message: it must be the server's own rendering of that
+    row, and its body the rendering of the reply's text. Every state the page showed while
+    streaming must be the rendering of a prefix of that text (checked for each state of a
+    short reply; of a long one, every 25th and the last, since each check renders). Text the
+    frames never carried arrived with the final frame.
     """
     problems = list(parsed.problems)
-    text, arrivals = parsed.text, list(parsed.arrivals)
+    arrivals = list(parsed.arrivals)
     if not parsed.final_frame.startswith((saved["final_html"], saved["drawn_html"])):
         problems.append("the final frame is not the persisted reply")
     upstream = record["text"] if record else ""
     final = upstream if saved["status"] == "complete" else saved["content"]
+    dom_id = f"message-{parsed.reply_id}"
+    states = parsed.states if len(final) < 4000 else parsed.states[::25] + parsed.states[-1:]
     if saved["status"] == "complete" and saved["content"] != upstream:
         problems.append(f"persisted {len(saved['content'])} characters, upstream sent {len(upstream)}")
-    elif parsed.final_plain is not None and parsed.final_plain != saved["content"]:
-        problems.append("the final frame's text is not the persisted text")
-    elif not final.startswith(text):
-        problems.append(f"streamed {len(text)} characters that are not the reply's")
-    elif len(text) < len(final):
-        tally.tail_chars.append(len(final) - len(text))
-        text = final
+    elif parsed.legacy_text is not None:
+        # A tree before live markdown (--before): its frames carry the text itself.
+        if parsed.legacy_final_plain is not None and parsed.legacy_final_plain != saved["content"]:
+            problems.append("the final frame's text is not the persisted text")
+        elif not final.startswith(parsed.legacy_text):
+            problems.append(f"streamed {len(parsed.legacy_text)} characters that are not the reply's")
+        elif len(parsed.legacy_text) < len(final):
+            tally.tail_chars.append(len(final) - len(parsed.legacy_text))
+            arrivals.append((parsed.final_at, len(final)))
+    elif parsed.final_body is None or parsed.final_body.html != reply_html(saved["content"], dom_id):
+        problems.append("the final frame's body is not the persisted text")
+    elif any(n > len(final) or html != reply_html(final[:n], dom_id) for n, html in states):
+        problems.append("the page showed a state that is not the reply's")
+    elif parsed.shown < len(final):
+        tally.tail_chars.append(len(final) - parsed.shown)
         arrivals.append((parsed.final_at, len(final)))
-    return text, arrivals, problems
+    return final, arrivals, problems
 
 
 def relay_tally(

@@ -35,6 +35,7 @@ class Spec:
     tokens: int
     offset: float
     stop_after: float | None
+    style: str = ""  # the simulator's: "" (markdown, its default) or "plain"
 
 
 @dataclass
@@ -60,8 +61,9 @@ def schedule(
     return specs
 
 
-def prompt(kind: str, label: str, j: int, tokens: int, tps: float) -> str:
-    return f"bench {kind} {label} c{j} [sim tokens={tokens} tps={tps:g}]"
+def prompt(kind: str, label: str, j: int, tokens: int, tps: float, style: str = "") -> str:
+    styled = f" style={style}" if style else ""
+    return f"bench {kind} {label} c{j} [sim tokens={tokens} tps={tps:g}{styled}]"
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
@@ -145,7 +147,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         sim.reset()
         floor_before = (cpu_seconds(sim.process.pid), _own_cpu())
         floor_runs = [
-            FloorRun(j, prompt("floor", label, j, s.tokens, phase.tps), s.stop_after)
+            FloorRun(j, prompt("floor", label, j, s.tokens, phase.tps, s.style), s.stop_after)
             for j, s in enumerate(specs)
         ]
         for runs, batch in zip(_chunks(floor_runs, k), _chunks(specs, k), strict=True):
@@ -157,7 +159,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         relay_runs = [
             WsRun(
                 j,
-                prompt("relay", label, j, s.tokens, phase.tps),
+                prompt("relay", label, j, s.tokens, phase.tps, s.style),
                 s.stop_after,
                 conversation_id=conversations[j][1],
                 base_url=workers[j % len(workers)].url,
@@ -216,6 +218,7 @@ def _per_reply(runs: list[WsRun], records: list[dict[str, Any]]) -> list[dict[st
             rows.append(
                 {
                     "chars": n,
+                    "style": "plain" if "style=plain" in run.prompt else "markdown",
                     "frames": parsed.frames,
                     "bytes_per_char": round(run.wire_bytes / n, 3),
                     "uncompressed_bytes_per_char": round(parsed.bytes_total / n, 3),

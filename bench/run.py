@@ -160,11 +160,13 @@ def _fast_replies(phase: Phase, options: Options) -> dict[str, Any]:
 
 
 def _long_replies(phase: Phase, options: Options) -> dict[str, Any]:
-    """A few replies of growing length side by side: bytes per character must stay flat."""
+    """A few replies of growing length side by side, markdown and plain prose: bytes per
+    character must stay flat, formatted live or not."""
     specs = []
     for chars in options.long_chars:
-        ends = token_ends(prompt("relay", "1w-long", len(specs), 10**5, options.tps), options.tps)
-        specs.append(Spec(next(i + 1 for i, end in enumerate(ends) if end >= chars), 0.0, None))
+        for style in ("", "plain"):
+            ends = token_ends(prompt("relay", "1w-long", len(specs), 10**5, options.tps, style), options.tps)
+            specs.append(Spec(next(i + 1 for i, end in enumerate(ends) if end >= chars), 0.0, None, style))
     options.log(f"[1w] long replies: {[s.tokens for s in specs]} tokens at {options.tps:g} tokens/s")
     phase.profile_to = None
     result = run_phase(phase, "1w-long", len(specs), specs)

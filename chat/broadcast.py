@@ -110,8 +110,11 @@ async def sessions_changed(user_id: int, reason: str, session_key: str = "") -> 
     await get_channel_layer().group_send(user_group(user_id), message)
 
 
-async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:
-    return await _to_channel(channel, {"type": DELTA, "id": reply_id, "offset": offset, "text": text})
+async def delta(channel: str, reply_id: int, offset: int, end: int, html: str) -> bool:
+    """A frame of a reply: the page that shows its first ``offset`` characters shows its
+    first ``end`` after ``html``."""
+    message = {"type": DELTA, "id": reply_id, "offset": offset, "end": end, "html": html}
+    return await _to_channel(channel, message)
 
 
 async def snapshot(channel: str, reply_id: int, text: str) -> bool:

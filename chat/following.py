@@ -251,20 +251,23 @@ class Follower:
             await self._resync(message.pk, message.worker_channel)
 
     async def reply_delta(self, event: dict[str, Any]) -> None:
-        reply_id, offset, text = event["id"], event["offset"], event["text"]
+        reply_id, offset, end = event["id"], event["offset"], event["end"]
         now = self.heard[reply_id] = time.monotonic()
         have = self.offsets.get(reply_id, -1)
         if have is None:
             if reply_id in self.asked and now - self.asked[reply_id] >= SNAPSHOT_PATIENCE:
                 await self._resync(reply_id, self.workers[reply_id])
             return  # the snapshot (or the drawing) on its way includes this text
-        if have == -1 or offset > have:
+        if end <= have:
+            return  # shown already (a snapshot on its way held it)
+        if have == -1 or offset != have:
+            # A frame lost before this one (or, rarely, one that overlaps a snapshot):
+            # a frame moves a page on only from the state it was made for.
             if reply_id not in self.ended:
                 self._repair_beside(reply_id, unknown=have == -1)
             return
-        if fresh := text[have - offset :]:
-            self.offsets[reply_id] = offset + len(text)
-            await self.send(rendering.delta_html(reply_id, fresh))
+        self.offsets[reply_id] = end
+        await self.send(event["html"])
 
     def _repair_beside(self, reply_id: int, *, unknown: bool) -> None:
         """Repair as a task of its own: the worker relaying a reply waits for no page's

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
-from chat import branches, broadcast, metrics, replies
+from chat import branches, broadcast, metrics, rendering, replies
+from chat.markdown import Live
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
@@ -88,8 +89,9 @@ class Reply:
         self.job = job
         self.runner = runner
         self.pieces: list[str] = []
-        self.relayed_pieces = 0
-        self.relayed_chars = 0
+        # The text as formatted for its followers: how much of it they are shown.
+        self.live = Live(f"message-{self.id}")
+        self.fed = 0
         # Pages following it: in this process, and on other workers by their channel.
         self.followers: set[Follower] = set()
         self.remote: set[str] = set()
@@ -112,12 +114,16 @@ class Reply:
         return "".join(self.pieces)
 
     @property
+    def relayed_chars(self) -> int:
+        return self.live.shown
+
+    @property
     def relayed_text(self) -> str:
-        return "".join(self.pieces[: self.relayed_pieces])
+        return self.live.source[: self.live.shown]
 
     @property
     def has_news(self) -> bool:
-        return len(self.pieces) > self.relayed_pieces
+        return len(self.pieces) > self.fed or self.live.held
 
     def stop(self, reason: str = "") -> None:
         """Stop it, keeping the text sent so far; ``reason`` is its note, when given."""
@@ -192,19 +198,30 @@ class Reply:
         wait = f"{delay:.1f}" if delay < 1 else f"{delay:.0f}"
         await broadcast.note(self.conversation_id, self.id, f"{sentence(reason)} Retrying in {wait} s…")
 
-    async def relay(self) -> None:
-        """Send the text that arrived since the last frame to every follower.
+    async def relay(self, *, flush: bool = False) -> None:
+        """Send what the page may show of the text that arrived since the last frame to
+        every follower (with ``flush``, all of it: the reply is ending).
 
-        After Stop nothing more is sent: a stopped reply keeps exactly what was shown.
+        What may yet change how the text before it looks waits for a later frame
+        (``chat.markdown``). After Stop nothing more is sent: a stopped reply keeps
+        exactly what was shown.
         """
         async with self._relaying:
-            if not self.has_news or self.stopping:
+            if self.stopping:
                 return
-            metrics.TOKENS_RELAYED.inc(len(self.pieces) - self.relayed_pieces)
-            text = "".join(self.pieces[self.relayed_pieces :])
-            offset = self.relayed_chars
-            self.relayed_pieces, self.relayed_chars = len(self.pieces), offset + len(text)
-            event = {"type": broadcast.DELTA, "id": self.id, "offset": offset, "text": text}
+            if len(self.pieces) > self.fed:
+                metrics.TOKENS_RELAYED.inc(len(self.pieces) - self.fed)
+                self.live.feed("".join(self.pieces[self.fed :]))
+                self.fed = len(self.pieces)
+            offset = self.live.shown
+            frame = self.live.advance(flush=flush, now=time.monotonic())
+            if self.live.held and self.runner is not None:
+                self.runner.relay_soon(self)
+            if frame is None:
+                return
+            end = self.live.shown
+            html = rendering.frame_html(self.id, frame, end)
+            event = {"type": broadcast.DELTA, "id": self.id, "offset": offset, "end": end, "html": html}
             for follower in list(self.followers):
                 try:
                     await follower.reply_delta(event)
@@ -212,7 +229,7 @@ class Reply:
                     logger.exception("relaying reply %s to a page failed", self.id)
                     self.followers.discard(follower)
             for channel in list(self.remote):
-                if not await broadcast.delta(channel, self.id, offset, text):
+                if not await broadcast.delta(channel, self.id, offset, end, html):
                     metrics.FRAMES_DROPPED.inc()
                     self.remote.discard(channel)  # gone, or too far behind: it asks again
 
@@ -257,7 +274,7 @@ class Reply:
             return
         self.closing = True
         if outcome.status != Message.Status.CANCELLED:
-            await self.relay()  # the last words stream like the rest
+            await self.relay(flush=True)  # the last words stream like the rest
         usage = self.usage
         if usage is None or usage.output_tokens is None:
             prompt = self.job.system_prompt + "".join(t.content for t in self.job.turns)

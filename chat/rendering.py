@@ -1,101 +1,28 @@
 """The one place that turns a message into HTML: the page, the frames and the final swap.
 
-Model output is untrusted. While a reply streams, each frame appends HTML-escaped text;
-when it completes, the persisted text is rendered as markdown and sanitized with nh3.
-The page allows no inline styles (CSP), so table alignment becomes a class.
+Model output is untrusted: a reply is rendered as markdown and sanitized with nh3
+(``chat.markdown``), formatted while it streams. Its frames add complete blocks, draw its
+open tail again, or add text to the tail's last element; a page's state is always the
+rendering of a prefix of the reply, so the final swap changes nothing it showed. The page
+allows no inline styles (CSP), so table alignment becomes a class.
 """
 
 from __future__ import annotations
 
-import html
-import threading
 import uuid
 from collections.abc import Iterable
-from functools import cache, lru_cache
+from functools import cache
 
-import nh3
 from django.template.loader import render_to_string
-from django.utils.html import escape, format_html
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
-from markdown_it import MarkdownIt
-from markdown_it.rules_core import StateCore
-from pygments import highlight
 from pygments.formatters import HtmlFormatter
-from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
 
+from chat.markdown import Frame, reply_html
+from chat.markdown import render_markdown as _render_markdown
 from chat.models import Conversation, Message
 from chat.providers import accepts_images
 from chat.providers.config import choices, get_providers
-
-ALLOWED_TAGS = {
-    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
-}  # fmt: skip
-ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
-    "code": {"class"},
-    "pre": {"class"},
-    "span": {"class"},
-}
-ALIGNMENTS = {"align-left", "align-center", "align-right"}
-
-
-@lru_cache(maxsize=256)
-def _lexer(lang: str) -> Lexer:
-    # Finding a lexer by name walks Pygments' registry; a lexer holds only its options.
-    # Bounded: the names come from model output.
-    try:
-        return get_lexer_by_name(lang or "text")
-    except ClassNotFound:
-        return get_lexer_by_name("text")
-
-
-_formatters = threading.local()
-
-
-def _formatter() -> HtmlFormatter:
-    # Making one builds a stylesheet the spans never use: one per thread, kept.
-    if not hasattr(_formatters, "spans"):
-        _formatters.spans = HtmlFormatter(nowrap=True)
-    return _formatters.spans
-
-
-def _highlight(code: str, lang: str, _attrs: str) -> str:
-    lexer = _lexer(lang.lower()[:40])
-    spans = highlight(code, lexer, _formatter())
-    language = escape(lexer.aliases[0] if lexer.aliases else "text")
-    # Starts with <pre, so markdown-it takes it as the whole block.
-    return f'<pre class="highlight"><code class="language-{language}">{spans}</code></pre>\n'
-
-
-def _alignment_classes(state: StateCore) -> None:
-    for token in state.tokens:
-        if token.type in {"th_open", "td_open"} and (style := token.attrs.pop("style", None)):
-            token.attrSet("class", f"align-{str(style).removeprefix('text-align:')}")
-
-
-@cache
-def _markdown() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
-    md.enable("table").enable("strikethrough")
-    md.core.ruler.push("alignment_classes", _alignment_classes)
-    return md
-
-
-def render_markdown(text: str) -> SafeString:
-    html = _markdown().render(text)
-    clean = nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-        tag_attribute_values={"td": {"class": ALIGNMENTS}, "th": {"class": ALIGNMENTS}},
-        set_tag_attribute_values={"a": {"target": "_blank"}},
-    )
-    return mark_safe(clean)
 
 
 @cache
@@ -148,14 +75,36 @@ def announcement(message: Message) -> str:
     return f"The reply failed: {message.error}" if message.error else "The reply failed."
 
 
-def delta_html(message_id: int, text: str) -> str:
-    # The frame sent most often: html.escape is what format_html escapes with, without
-    # the lazy-string machinery around it (a tenth of the relay's CPU at K=200).
-    return f'<div hx-swap-oob="beforeend:#message-{int(message_id)}-body">{html.escape(text)}</div>'
+def render_markdown(text: str) -> SafeString:
+    return mark_safe(_render_markdown(text))
+
+
+def reply_body(message_id: int, text: str) -> SafeString:
+    """A reply's body: the same while it streams and once it is done (``chat.markdown``)."""
+    return mark_safe(reply_html(text, f"message-{int(message_id)}"))
+
+
+def frame_html(message_id: int, frame: Frame, shown: int) -> str:
+    """A streaming reply's frame. Plain strings, not format_html: the frame sent most
+    often, and its parts are escaped or sanitized already (``chat.markdown``). A redrawn
+    tail says how much of the reply the page shows then (``data-shown``), for clients
+    that follow offsets; text added carries exactly its characters."""
+    dom_id = f"message-{int(message_id)}"
+    if frame.tail is None:
+        return f'<div hx-swap-oob="beforeend:#{dom_id}-end">{frame.append}</div>'
+    blocks = f'<div hx-swap-oob="beforebegin:#{dom_id}-tail">{frame.blocks}</div>' if frame.blocks else ""
+    tail = f'<div id="{dom_id}-tail" hx-swap-oob="innerHTML" data-shown="{int(shown)}">{frame.tail}</div>'
+    return blocks + tail
 
 
 def body_html(message_id: int, text: str) -> str:
-    return format_html('<div id="message-{}-body" hx-swap-oob="innerHTML">{}</div>', message_id, text)
+    """A snapshot: the body of a reply being written, as it is now."""
+    return format_html(
+        '<div id="message-{}-body" hx-swap-oob="innerHTML" data-shown="{}">{}</div>',
+        message_id,
+        len(text),
+        reply_body(message_id, text),
+    )
 
 
 def note_html(message_id: int, note: str) -> str:

@@ -8,9 +8,7 @@ starts nothing after.
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,13 +23,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat import access
+from chat.markdown import reply_html
 from chat.models import Conversation, Message, SignOut, UserSession
+from tests import frames
+from tests.frames import Body
 from tests.servers import SimulatorProcess
 from tests.sessions import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-\d+-body">(.*)</div>', re.S)
-SNAPSHOT = re.compile(r'<div id="message-\d+-body" hx-swap-oob="innerHTML">(.*)</div>', re.S)
 
 
 async def open_page(session_key: str, conversation: Conversation) -> WebsocketCommunicator:
@@ -51,25 +50,30 @@ async def open_page(session_key: str, conversation: Conversation) -> WebsocketCo
     return page
 
 
-async def streaming(page: WebsocketCommunicator) -> str:
-    """Send a long message; the reply's text as the page has it once it streams."""
+async def streaming(page: WebsocketCommunicator) -> Body:
+    """Send a long message; the reply's body as the page has it once it streams."""
     await page.send_to(json.dumps({"message": "Long [sim tokens=3000 tps=50]", "client_id": "long"}))
-    shown = ""
-    while len(shown) < 60:
-        frame = await page.receive_from(10)
-        if delta := DELTA.fullmatch(frame):
-            shown += delta.group(1)
-        elif snapshot := SNAPSHOT.fullmatch(frame):
-            shown = snapshot.group(1)
-    return shown
+    bodies: dict[int, Body] = {}
+    while not any(body.shown and body.shown >= 60 for body in bodies.values()):
+        frames.apply(bodies, await page.receive_from(10))
+    (body,) = bodies.values()
+    return body
+
+
+def assert_kept_as_shown(reply: Message, shown: Body, frames_after: list[str]) -> None:
+    """The reply was saved with exactly what the page showed before its final frame."""
+    for frame in frames_after:
+        frames.apply({shown.reply_id: shown}, frame)
+    assert len(reply.content) == shown.shown
+    assert reply_html(reply.content, f"message-{reply.pk}") == shown.html
 
 
 async def signed_out(page: WebsocketCommunicator) -> tuple[list[str], dict[str, Any]]:
     """Every frame up to the socket's close, and the close."""
-    frames: list[str] = []
+    sent: list[str] = []
     while (output := await page.receive_output(10))["type"] == "websocket.send":
-        frames.append(output["text"])
-    return frames, output
+        sent.append(output["text"])
+    return sent, output
 
 
 @pytest.fixture
@@ -136,10 +140,10 @@ async def test_an_open_page_is_signed_out_and_its_reply_stopped_with_the_text_it
     shown = await streaming(page)
 
     await sync_to_async(revoke)(alice, key)
-    frames, closed = await signed_out(page)
+    sent, closed = await signed_out(page)
 
     assert closed == {"type": "websocket.close", "code": access.SIGNED_OUT}
-    notice = frames[-1]
+    notice = sent[-1]
     assert "You are signed out." in notice and reason in notice
     assert f"?next=/conversations/{conversation.pk}/" in notice
     assert sim.last()["outcome"] == "client closed"  # the upstream request was closed
@@ -147,8 +151,7 @@ async def test_an_open_page_is_signed_out_and_its_reply_stopped_with_the_text_it
         reply = await Message.objects.aget(conversation=conversation, role="assistant")
         assert reply.status == Message.Status.CANCELLED
         assert reply.error == reason
-        shown += "".join(delta.group(1) for frame in frames if (delta := DELTA.fullmatch(frame)))
-        assert reply.content == html.unescape(shown)  # exactly what the page showed
+        assert_kept_as_shown(reply, shown, sent)
 
 
 async def test_a_page_whose_other_session_ended_stays(alice: User, conversation: Conversation, sim) -> None:
@@ -170,10 +173,10 @@ async def test_a_page_is_signed_out_when_its_session_expires(
     key = await sync_to_async(sign_in)(alice, expires_in=1)
     page = await open_page(key, conversation)
 
-    frames, closed = await signed_out(page)
+    sent, closed = await signed_out(page)
 
     assert closed["code"] == access.SIGNED_OUT
-    assert access.EXPIRED in frames[-1]
+    assert access.EXPIRED in sent[-1]
 
 
 async def test_a_frame_after_the_session_ended_starts_nothing_even_if_the_news_was_lost(
@@ -185,10 +188,10 @@ async def test_a_frame_after_the_session_ended_starts_nothing_even_if_the_news_w
     await UserSession.objects.filter(session_key=key).adelete()
 
     await page.send_to(json.dumps({"message": "Sneak in [sim tokens=3]", "client_id": "x"}))
-    frames, closed = await signed_out(page)
+    sent, closed = await signed_out(page)
 
     assert closed["code"] == access.SIGNED_OUT
-    assert "You are signed out." in frames[-1]
+    assert "You are signed out." in sent[-1]
     assert await Message.objects.filter(conversation=conversation).acount() == 0
     assert sim.requests() == []
 
@@ -230,9 +233,9 @@ async def test_a_session_ended_by_another_process_reaches_the_page_without_a_bro
 
     await UserSession.objects.filter(session_key=key).adelete()
     await Revocation.objects.acreate(user_id=alice.pk, reason=access.PASSWORD_CHANGED)
-    frames, closed = await signed_out(page)
+    sent, closed = await signed_out(page)
 
-    assert closed["code"] == access.SIGNED_OUT and access.PASSWORD_CHANGED in frames[-1]
+    assert closed["code"] == access.SIGNED_OUT and access.PASSWORD_CHANGED in sent[-1]
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
-    shown += "".join(delta.group(1) for frame in frames if (delta := DELTA.fullmatch(frame)))
-    assert reply.status == Message.Status.CANCELLED and reply.content == html.unescape(shown)
+    assert reply.status == Message.Status.CANCELLED
+    assert_kept_as_shown(reply, shown, sent)

@@ -17,8 +17,10 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 
+from chat.markdown import reply_html
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
+from tests.frames import APPEND, TAIL, Watched
 from tests.servers import SimulatorProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -113,9 +115,13 @@ async def test_a_complete_reply_streams_in_frames_and_ends_persisted(sim: Simula
     await communicator.send_to(json.dumps({"message": "Hi [sim tokens=30 tps=100]", "client_id": "a1"}))
     frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
 
-    deltas = [f for f in frames if 'hx-swap-oob="beforeend:#message-' in f]
-    assert len(deltas) >= 2
     reply = await reply_of(conversation)
+    watched = Watched(reply.pk)
+    for frame in frames[:-1]:
+        watched.see(frame)
+    assert len(watched.states) >= 2  # streamed in frames, formatted as they came
+    assert watched.drawn_from(reply.content)
+    assert watched.states[-1] == (len(reply.content), reply_html(reply.content, f"message-{reply.pk}"))
     assert reply.status == Message.Status.COMPLETE
     assert reply.content == sim.last()["text"]
     assert reply.finish_reason == "stop"
@@ -332,19 +338,6 @@ async def test_another_tab_that_never_gets_the_frame_adding_a_reply_is_redrawn_w
     await other.disconnect()
 
 
-def shown(text: str, frame: str, reply_id: int) -> str:
-    """The reply's text on a page after ``frame``, as htmx would swap it in."""
-    body = f"message-{reply_id}-body"
-    if frame.startswith('<div id="messages"'):
-        drawn = re.search(rf'<div id="{body}" class="body plain">(.*?)</div>', frame, re.S)
-        return html.unescape(drawn.group(1)) if drawn else text
-    if delta := re.fullmatch(rf'<div hx-swap-oob="beforeend:#{body}">(.*)</div>', frame, re.S):
-        return text + html.unescape(delta.group(1))
-    if snapshot := re.fullmatch(rf'<div id="{body}" hx-swap-oob="innerHTML">(.*)</div>', frame, re.S):
-        return html.unescape(snapshot.group(1))
-    return text
-
-
 async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -360,21 +353,21 @@ async def test_redraws_beside_the_stream_never_show_a_gap_or_a_repeat(
     reply = await reply_of(conversation)
 
     ended = re.compile(rf'<article id="message-{reply.pk}"[^>]*data-status="(complete|cancelled)"')
-    text, seen, redraws = "", [], 0
+    page, redraws, stopped = Watched(reply.pk), 0, False
     while not ended.search(frame := await communicator.receive_from(10)):
         if frame.startswith('<div id="messages"'):
             redraws += 1
         elif redraws < 10:
             consumer.follower.unseen[reply.pk] = 0.0  # the watchdog redraws the page, beside the deltas
-        text = shown(text, frame, reply.pk)
-        seen.append(text)
-        if len(text) > 1500:
+        page.see(frame)
+        if not stopped and page.body and (page.body.shown or 0) > 1500:
+            stopped = True
             await communicator.send_to(json.dumps({"action": "stop"}))
 
     await reply.arefresh_from_db()
     assert redraws >= 5
-    assert all(reply.content.startswith(t) or t.startswith(reply.content) for t in seen)
-    assert all(sim.last()["text"].startswith(t) for t in seen)
+    assert page.drawn_from(sim.last()["text"])
+    assert page.drawn_from(reply.content)
     await communicator.disconnect()
 
 
@@ -466,12 +459,12 @@ async def test_a_page_following_a_reply_of_another_worker_repairs_every_loss_on_
     sent = {"delta": 0}
     real_delta, real_snapshot = broadcast.delta, broadcast.snapshot
 
-    async def delta(channel: str, reply_id: int, offset: int, text: str) -> bool:
+    async def delta(channel: str, reply_id: int, offset: int, end: int, html: str) -> bool:
         sent["delta"] += 1
         if 15 < sent["delta"] <= 18:  # three frames in the middle: a gap
             lost["delta"] += 1
             return True  # dropped as a full channel drops, and nobody told
-        return await real_delta(channel, reply_id, offset, text)
+        return await real_delta(channel, reply_id, offset, end, html)
 
     async def snapshot(channel: str, reply_id: int, text: str) -> bool:
         if lost["snapshot"] < 1:  # the first answer to the page's follow request
@@ -499,19 +492,19 @@ async def test_a_page_following_a_reply_of_another_worker_repairs_every_loss_on_
     other.launch(reply, await database_sync_to_async(load_job)(reply, reply.history))
     await broadcast.messages_added(conversation.pk, [reply.parent_id, reply.pk])
 
-    text, seen, frames = "", [], []
+    watched, frames = Watched(reply.pk), []
     ended = re.compile(rf'<article id="message-{reply.pk}"[^>]*data-status="complete"')
     while not ended.search(frame := await page.receive_from(10)):
         frames.append(frame)
-        text = shown(text, frame, reply.pk)
-        seen.append(text)
+        watched.see(frame)
 
     expected = (await Message.objects.aget(pk=reply.pk)).content
     assert expected == sim.last()["text"]
-    assert all(expected.startswith(t) for t in seen)  # never a gap, never a repeat
-    assert seen[-1] == expected  # every character reached the page before the final frame
+    assert watched.drawn_from(expected)  # never a gap, never a repeat
+    # Every character reached the page before the final frame.
+    assert watched.states[-1] == (len(expected), reply_html(expected, f"message-{reply.pk}"))
     assert lost == {"delta": 3, "snapshot": 1, "final": 1}
-    snapshot_frame = f'<div id="message-{reply.pk}-body" hx-swap-oob="innerHTML">'
+    snapshot_frame = f'<div id="message-{reply.pk}-body" hx-swap-oob="innerHTML"'
     # The lost answer was asked for again, and the gap repaired by another snapshot.
     assert len([f for f in frames if f.startswith(snapshot_frame)]) >= 2
     await other.shutdown(0)
@@ -543,8 +536,12 @@ async def test_a_stop_whose_message_to_the_owner_is_lost_still_takes_effect_at_i
     record = sim.last()
     assert record["outcome"] == "client closed"
     assert record["text"].startswith(reply.content) and reply.content
-    last_delta = [f for f in frames if f.startswith('<div hx-swap-oob="beforeend:#message-')][-1]
-    assert reply.content.endswith(html.unescape(shown("", last_delta, reply.pk)))
+    # The last frame before the final one showed the end of what was saved.
+    last = [f for f in frames if TAIL.search(f) or APPEND.fullmatch(f)][-1]
+    if tail := TAIL.search(last):
+        assert int(tail.group(2)) == len(reply.content)
+    else:
+        assert reply.content.endswith(html.unescape(APPEND.fullmatch(last).group(2)))
     await communicator.disconnect()
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,7 +16,7 @@ from django.urls import reverse
 
 from chat import configuration, health
 from chat.models import Conversation
-from tests.servers import SimulatorProcess, free_port
+from tests.servers import ROOT, SimulatorProcess, free_port
 
 PROVIDER = '[[providers]]\nname = "p"\ndialect = "openai-chat"\nbase_url = "https://p.example/v1"\n'
 
@@ -197,3 +200,39 @@ def test_a_restart_with_the_superuser_variables_keeps_the_password_and_so_the_se
     assert User.objects.get(username="root").password == hashed
     assert client.get(reverse("chat:home")).status_code == 302  # to a conversation, not the login
     assert "login" not in client.get(reverse("chat:home"))["Location"]
+
+
+def test_json_logs_are_one_object_a_line_with_the_ids_and_never_the_text(tmp_path) -> None:
+    """``CHAT_LOG_FORMAT=json``, as a worker would log a reply that failed."""
+    code = (
+        "import logging\n"
+        "try:\n"
+        "    raise ValueError('boom')\n"
+        "except ValueError:\n"
+        "    logging.getLogger('chat.generation').exception("
+        "'reply %s failed', 7, extra={'reply': 7, 'conversation': 3})\n"
+    )
+    env = {**os.environ, "CHAT_LOG_FORMAT": "json", "CHAT_VAR_DIR": str(tmp_path)}
+    for service in ("REDIS_URL", "DATABASE_URL"):
+        env.pop(service, None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    entry = json.loads(line)
+    assert entry["level"] == "ERROR" and entry["logger"] == "chat.generation"
+    assert entry["message"] == "reply 7 failed"
+    assert entry["reply"] == 7 and entry["conversation"] == 3
+    assert "ValueError: boom" in entry["exception"] and "time" in entry
+
+
+def test_an_unknown_log_format_is_refused_by_name() -> None:
+    env = {**os.environ, "CHAT_LOG_FORMAT": "xml"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "Configuration error: CHAT_LOG_FORMAT='xml': expected text or json" in result.stderr
+    assert "Traceback" not in result.stderr

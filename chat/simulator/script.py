@@ -15,6 +15,8 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
   ``times``: fail only the first N requests with this prompt; ``message``: the error text
   of ``status`` and ``error`` (default: the demo's own; ``{key}`` in it echoes the API key)
 - ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
+- ``style``: ``markdown`` (the demo document: headings, lists, a table, code) or ``plain``
+  (prose paragraphs with no markup)
 - ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
   network chunks of this many bytes; ``bom``: start the stream with a byte-order mark
 """
@@ -46,6 +48,7 @@ class Plan:
     newline: str = "lf"
     chunk: int = 0
     bom: bool = False
+    style: str = "markdown"
 
 
 def plan_for(prompt: str, default_tps: float) -> Plan:
@@ -90,6 +93,16 @@ SECTIONS = [
 ]
 
 
+PLAIN_SECTIONS = [
+    "Here is a careful answer about {topic}. Streaming replies arrive token by token, so the page "
+    "shows text as soon as the model writes it, and a person can start reading at once.\n\n",
+    "Each frame carries only the new text. Stop closes the upstream connection, and a reload "
+    "resumes the reply where it was, with nothing lost and nothing shown twice.\n\n",
+    "Numbers differ on every machine, so ratios travel better than absolute figures, and a "
+    "median says more than a single run ever could.\n\n",
+]
+
+
 def reply_text(prompt: str, plan: Plan) -> list[str]:
     """The reply as tokens: the same for the same prompt, exactly ``plan.tokens`` long."""
     if plan.text is not None:
@@ -97,7 +110,8 @@ def reply_text(prompt: str, plan: Plan) -> list[str]:
     topic = strip_directives(prompt)[:60] or "your question"
     tokens: list[str] = []
     index = 0
+    sections = PLAIN_SECTIONS if plan.style == "plain" else SECTIONS
     while len(tokens) < plan.tokens:
-        tokens += TOKEN.findall(SECTIONS[index % len(SECTIONS)].format(topic=topic))
+        tokens += TOKEN.findall(sections[index % len(sections)].format(topic=topic))
         index += 1
     return tokens[: plan.tokens]

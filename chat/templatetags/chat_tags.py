@@ -5,7 +5,7 @@ from django.utils.safestring import SafeString
 
 from chat.models import Message
 from chat.rendering import new_client_id as _new_client_id
-from chat.rendering import render_markdown
+from chat.rendering import render_markdown, reply_body
 
 register = template.Library()
 
@@ -13,6 +13,12 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> SafeString:
     return render_markdown(text)
+
+
+@register.simple_tag
+def reply_body_of(message: Message) -> SafeString:
+    """A reply's body, formatted as it streamed (``chat.markdown``)."""
+    return reply_body(message.pk, message.content)
 
 
 @register.filter

@@ -37,7 +37,7 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
-// The clipboard. Copy buttons of code blocks are added here because only script can copy.
+// The clipboard. Code blocks come with their copy buttons (chat/markdown.py).
 async function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
     await navigator.clipboard.writeText(text);
@@ -61,26 +61,6 @@ function showCopied(button) {
     if (!button.classList.contains("copy-code")) button.textContent = "Copy";
   }, 1500);
 }
-
-function addCodeCopyButtons(root) {
-  root.querySelectorAll(".markdown pre").forEach((pre) => {
-    if (pre.parentElement.classList.contains("code-block")) return;
-    const wrapper = document.createElement("div");
-    wrapper.className = "code-block";
-    pre.replaceWith(wrapper);
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "copy-code";
-    // The label is drawn by CSS, so copying a whole reply does not copy the word "Copy".
-    button.setAttribute("aria-label", "Copy code");
-    wrapper.append(button, pre);
-  });
-}
-
-htmx.onLoad((element) => {
-  if (element instanceof Element) addCodeCopyButtons(element);
-});
-
 
 document.addEventListener("click", async (event) => {
   const button = event.target instanceof Element ? event.target.closest("button") : null;

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 from playwright.sync_api import Page, expect
 
+from tests.frames import only_grew, read
 from tests.scaleout import pages
 from tests.servers import SimulatorProcess, wait_until
 
@@ -72,17 +72,20 @@ def test_stop_aborts_the_upstream_and_keeps_the_text_shown(page: Page, sim: Simu
     final = body.text_content()
     streamed = pages.bodies(page)
     saved = db.reply(reply_id(page))
-    # While it streamed, the text only ever grew at its end: never shrank, never changed.
-    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(streamed))
-    # The final frame neither added, removed nor altered a character the person was reading.
-    assert streamed[-1] == final == saved["content"]
+    # While it streamed, what a person read only ever grew at its end (formatted as it
+    # came, so white space between blocks aside): never shrank, never changed.
+    assert only_grew(streamed, saved["content"], reply_id(page))
+    # The final frame neither added, removed nor altered a character the person was
+    # reading, nor any of its formatting: the same HTML before and after it.
+    assert streamed[-1] == final == read(saved["content"], reply_id(page))
+    assert pages.htmls(page)[-1] == body.inner_html()
     assert saved["status"] == "cancelled"
-    assert 0 < len(final) < len(record["text"]) + 1
-    assert record["text"].startswith(final)
+    assert 0 < len(saved["content"]) < len(record["text"]) + 1
+    assert record["text"].startswith(saved["content"])
 
     page.reload()
     expect(last_reply(page)).to_have_attribute("data-status", "cancelled")
-    assert last_reply(page).locator(".body").text_content() == saved["content"]
+    assert last_reply(page).locator(".body").text_content() == read(saved["content"], reply_id(page))
 
 
 def test_escape_stops_the_reply(page: Page, sim: SimulatorProcess) -> None:
@@ -101,5 +104,5 @@ def test_an_upstream_failure_shows_an_error_with_the_partial_text(
     expect(last_reply(page).locator(".error-text")).to_contain_text("connection to the upstream dropped")
     saved = db.reply(reply_id(page))
     assert saved["content"] == sim.last()["text"]
-    assert last_reply(page).locator(".body").text_content() == saved["content"]
+    assert last_reply(page).locator(".body").text_content() == read(saved["content"], reply_id(page))
     assert len(saved["content"]) > 0

@@ -4,17 +4,18 @@ that applies the server's frames to the replies the way the page's htmx would.""
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from chat.markdown import reply_html
+from tests.frames import Body, Watched, body_in
 from tests.servers import PASSWORD, SimulatorProcess, wait_until
 
 ACTIVE = {"pending", "streaming"}
@@ -22,9 +23,6 @@ ARTICLE = re.compile(
     r'<article id="message-(\d+)"[^>]*data-role="assistant"[^>]*data-status="(\w+)"[^>]*>(.*?)</article>',
     re.S,
 )
-BODY = re.compile(r'<div id="message-\d+-body" class="body (plain|markdown)">(.*?)</div>', re.S)
-DELTA = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-body">(.*?)</div>', re.S)
-SNAPSHOT = re.compile(r'<div id="message-(\d+)-body" hx-swap-oob="innerHTML">(.*?)</div>', re.S)
 
 
 class CountingConnection(ClientConnection):
@@ -78,21 +76,38 @@ def log_in(base_url: str, username: str = "alice") -> Session:
         return Session(dict(client.cookies))
 
 
-@dataclass
 class ReplyView:
-    """One reply as a page holds it: its text while streaming, then the final article."""
+    """One reply as a page holds it: its body frame by frame while it streams (every state
+    it had), then the final article."""
 
-    text: str = ""
-    status: str = "pending"
-    body_kind: str = "plain"
-    final_body: str = ""
-    # Every text the body had while streaming, to check that each is a prefix of the end.
-    seen: list[str] = field(default_factory=list)
-    snapshots: int = 0
+    def __init__(self, reply_id: int) -> None:
+        self.reply_id = reply_id
+        self.status = "pending"
+        self.page = Watched(reply_id)
+        self.final: Body | None = None
+        self.snapshots = 0
 
-    def show(self, text: str) -> None:
-        self.text = text
-        self.seen.append(text)
+    @property
+    def shown(self) -> int:
+        """How many characters of the reply the page shows."""
+        body = self.page.body
+        return (body.shown or 0) if body else 0
+
+    def shows(self, text: str) -> bool:
+        """The page shows exactly ``text``, formatted."""
+        body = self.page.body
+        return body is not None and body.shown == len(text) and body.html == reply_html(text, self.dom_id)
+
+    def ended_as(self, text: str) -> bool:
+        """The final article's body is ``text``, formatted as it streamed."""
+        return self.final is not None and self.final.html == reply_html(text, self.dom_id)
+
+    def drawn_from(self, text: str) -> bool:
+        return self.page.drawn_from(text)
+
+    @property
+    def dom_id(self) -> str:
+        return f"message-{self.reply_id}"
 
 
 class ChatSocket:
@@ -154,17 +169,12 @@ class ChatSocket:
 
     def apply(self, frame: str) -> None:
         for reply_id, status, inner in ARTICLE.findall(frame):
-            reply = self.replies.setdefault(int(reply_id), ReplyView())
+            reply = self.replies.setdefault(int(reply_id), ReplyView(int(reply_id)))
             reply.status = status
-            body = BODY.search(inner)
-            if status not in ACTIVE and body:
-                reply.body_kind, reply.final_body = body.group(1), body.group(2)
-                if body.group(1) == "plain":
-                    reply.text = html.unescape(body.group(2))
-        for reply_id, text in DELTA.findall(frame):
-            if (reply := self.replies.get(int(reply_id))) and reply.status in ACTIVE:
-                reply.show(reply.text + html.unescape(text))
-        for reply_id, text in SNAPSHOT.findall(frame):
-            if (reply := self.replies.get(int(reply_id))) and reply.status in ACTIVE:
-                reply.snapshots += 1
-                reply.show(html.unescape(text))
+            if status not in ACTIVE:
+                reply.final = body_in(inner, reply.reply_id)
+        for reply in self.replies.values():
+            if reply.status in ACTIVE:
+                if f'<div id="{reply.dom_id}-body" hx-swap-oob="innerHTML"' in frame:
+                    reply.snapshots += 1
+                reply.page.see(frame)

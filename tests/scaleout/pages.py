@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-# Every text the newest reply's body has while it is generating, and every label of the
+# Every text (and HTML) the newest reply's body has while it is generating, and every label of the
 # Stop button, from the start of each page load: a snapshot applied before a test looks
 # is recorded too. And whether the page's socket is open.
 RECORDERS = """
 window.bodies = [];
+window.htmls = [];
 window.stopLabels = [];
 window.socketOpen = false;
 document.addEventListener("htmx:wsOpen", () => { window.socketOpen = true; });
@@ -17,8 +18,9 @@ new MutationObserver(() => {
   const replies = document.querySelectorAll("[data-role=assistant]");
   const reply = replies[replies.length - 1];
   if (reply && ["pending", "streaming"].includes(reply.dataset.status)) {
-    const text = reply.querySelector(".body").textContent;
-    if (text !== window.bodies[window.bodies.length - 1]) window.bodies.push(text);
+    const body = reply.querySelector(".body");
+    if (body.textContent !== window.bodies[window.bodies.length - 1]) window.bodies.push(body.textContent);
+    if (body.innerHTML !== window.htmls[window.htmls.length - 1]) window.htmls.push(body.innerHTML);
   }
   const button = document.getElementById("stop-button");
   if (button && button.textContent !== window.stopLabels[window.stopLabels.length - 1]) {
@@ -56,6 +58,10 @@ def body(page: Page, reply_id: int) -> str:
 
 def bodies(page: Page) -> list[str]:
     return page.evaluate("window.bodies")
+
+
+def htmls(page: Page) -> list[str]:
+    return page.evaluate("window.htmls")
 
 
 def stop_labels(page: Page) -> list[str]:

@@ -1,0 +1,404 @@
+"""Markdown as a reply streams: formatted from its first words, the same live and at the
+end, at bytes on the wire linear in the length of the reply.
+
+One pipeline renders everything: markdown-it-py, Pygments for code, nh3 to sanitize
+(``render_markdown``). A streaming reply's text is cut into blocks (paragraphs, headings,
+lists, tables, code fences, quotes) by markdown-it's own parse. A block is complete once
+the block after it has started on a complete line: nothing written later can change it,
+since reference definitions, the one construct that reaches back, are off. A complete
+block is rendered once and appended; only the open tail block is rendered again, and
+only when it must be:
+
+* text that cannot change any formatting (letters, digits, spaces, plain punctuation,
+  after a letter) is appended to the tail's last element as it is: exactly what
+  rendering it again would give;
+* an open code fence takes its lines as they come, unhighlighted, and is rendered once,
+  highlighted, when it closes;
+* anything else renders the tail again, at most every ``TAIL_INTERVAL`` seconds and, past
+  ``TAIL_CAP`` bytes of HTML, only once it has grown by a quarter. Below the cap a tail
+  sent again lies within permessage-deflate's 8 KiB window, so the copy costs a few bytes
+  on the wire; past it, the growth rule keeps what is re-sent linear in the length of
+  the reply.
+
+Text that may yet change how what comes before it looks is held back briefly: an
+unmatched ``**`` or backtick, a link without its URL yet, a line without a letter yet
+(``1.`` before ``1. Send``, ``---`` under a heading), a line that may be a table's
+header. So what a page shows only ever grows. Every state a page shows is ``reply_html``
+of a prefix of the reply (``Live.shown``): a reload, a snapshot and the final frame draw
+exactly what the frames drew, and a stopped reply keeps exactly what was shown.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexer import Lexer
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+ALLOWED_TAGS = {
+    "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "li", "ol", "p", "pre", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul",
+    "div", "button",  # a code block's copy button (``CODE_BLOCK``), and no other
+}  # fmt: skip
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "pre": {"class"},
+    "span": {"class"},
+}
+ALIGNMENTS = {"align-left", "align-center", "align-right"}
+ONLY_VALUES = {
+    "td": {"class": ALIGNMENTS},
+    "th": {"class": ALIGNMENTS},
+    "div": {"class": {"code-block"}},
+    "button": {"class": {"copy-code"}, "type": {"button"}, "aria-label": {"Copy code"}},
+}
+# Every code block, as drawn: with its copy button (static/chat/app.js), from the server,
+# so the HTML a page builds is the HTML it is sent. Its label is drawn by CSS, so copying
+# a whole reply does not copy the word "Copy".
+CODE_BLOCK = (
+    '<div class="code-block"><button type="button" class="copy-code" aria-label="Copy code"></button>'
+    "{}</div>\n"
+)
+
+# How often an open block may be rendered again, and past what size of HTML only once it
+# has grown by a quarter (docs/benchmark.md, "Live markdown").
+TAIL_INTERVAL = 0.2
+TAIL_CAP = 6000
+# Text held back for what it may become is shown anyway past this many characters.
+HOLD_LIMIT = 120
+
+
+@lru_cache(maxsize=256)
+def _lexer(lang: str) -> Lexer:
+    # Finding a lexer by name walks Pygments' registry; a lexer holds only its options.
+    # Bounded: the names come from model output.
+    try:
+        return get_lexer_by_name(lang or "text")
+    except ClassNotFound:
+        return get_lexer_by_name("text")
+
+
+def _language(info: str) -> str:
+    lexer = _lexer(info.strip().split(" ", 1)[0].lower()[:40])
+    return html.escape(lexer.aliases[0] if lexer.aliases else "text")
+
+
+_formatters = threading.local()
+
+
+def _formatter() -> HtmlFormatter:
+    # Making one builds a stylesheet the spans never use: one per thread, kept.
+    if not hasattr(_formatters, "spans"):
+        _formatters.spans = HtmlFormatter(nowrap=True)
+    return _formatters.spans
+
+
+def _highlight(code: str, lang: str, _attrs: str) -> str:
+    spans = highlight(code, _lexer(lang.lower()[:40]), _formatter())
+    # Starts with <pre, so markdown-it takes it as the whole block.
+    return f'<pre class="highlight"><code class="language-{_language(lang)}">{spans}</code></pre>\n'
+
+
+def _alignment_classes(state: StateCore) -> None:
+    for token in state.tokens:
+        if token.type in {"th_open", "td_open"} and (style := token.attrs.pop("style", None)):
+            token.attrSet("class", f"align-{str(style).removeprefix('text-align:')}")
+
+
+def _with_copy_button(rule: str):
+    def render(self, tokens, idx, options, env) -> str:
+        return CODE_BLOCK.format(getattr(RendererHTML, rule)(self, tokens, idx, options, env).rstrip("\n"))
+
+    return render
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight})
+    md.enable("table").enable("strikethrough")
+    # A reference definition changes links written before it: a block already shown.
+    md.disable("reference")
+    md.core.ruler.push("alignment_classes", _alignment_classes)
+    md.add_render_rule("fence", _with_copy_button("fence"))
+    md.add_render_rule("code_block", _with_copy_button("code_block"))
+    return md
+
+
+@cache
+def _cleaner() -> nh3.Cleaner:
+    return nh3.Cleaner(
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer",
+        tag_attribute_values=ONLY_VALUES,
+        set_tag_attribute_values={"a": {"target": "_blank"}},
+    )
+
+
+def render_markdown(text: str) -> str:
+    """``text`` as sanitized HTML: model output is untrusted."""
+    return _cleaner().clean(_markdown().render(text))
+
+
+# Characters that cannot change formatting within a line that has a letter already.
+SAFE = re.compile(r"(?:[^\W_]|[ .,;:?'\"/-])+")
+SAFE_PREFIX = re.compile(r"(?:[^\W_]|[ .,;:?'\"/-])*")
+FENCE_OPEN = re.compile(r"(`{3,}|~{3,})([^\n]*)\n")
+# The elements a line of text ends in, and the text at the end of one.
+END_ELEMENTS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th"}
+CLOSING_RUN = re.compile(r"(?:</(\w+)>\s*)+$")
+TEXT_MODE, FENCE_MODE, NO_MODE = "text", "fence", ""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How a page moves from one state to the next: complete blocks to add before the tail,
+    then the tail drawn anew; or text to add to the tail's last element."""
+
+    blocks: str = ""
+    tail: str | None = None
+    append: str = ""
+
+
+class Live:
+    """The formatted state of one streaming reply, and the frames that move a page along."""
+
+    def __init__(self, dom_id: str) -> None:
+        self.end_id = f"{dom_id}-end"
+        self.source = ""  # all the text so far, shown or not
+        self.start = 0  # where the open tail block begins
+        self.shown = 0  # how much of the text the page shows
+        self.mode = NO_MODE  # how text may be added without a render
+        self.fence = ""  # the open fence's marker, in FENCE_MODE
+        self.rendered = 0  # the tail's length when last rendered
+        self.rendered_bytes = 0  # and the length of its HTML
+        self.rendered_at = float("-inf")
+        self.rendered_to = 0  # where the text ended then
+
+    def feed(self, text: str) -> None:
+        self.source += text
+
+    @property
+    def held(self) -> bool:
+        return self.shown < len(self.source)
+
+    def advance(self, *, flush: bool = False, now: float = 0.0) -> Frame | None:
+        """The frame that shows what may be shown now (with ``flush``, everything)."""
+        end = len(self.source) if flush else self._showable()
+        if end <= self.shown:
+            return None
+        new = self.source[self.shown : end]
+        if self._appendable(new):
+            self.shown = end
+            return Frame(append=html.escape(new, quote=False))
+        if flush or self._may_render(end, now):
+            return self._render(end, now)
+        if self.mode == TEXT_MODE and (plain := SAFE_PREFIX.match(new).group().rstrip()):
+            self.shown += len(plain)
+            return Frame(append=html.escape(plain, quote=False))
+        return None
+
+    def _appendable(self, new: str) -> bool:
+        if self.mode == TEXT_MODE:
+            return SAFE.fullmatch(new) is not None and not new[-1].isspace()
+        if self.mode == FENCE_MODE:
+            line_start = self.source.rfind("\n", 0, self.shown) + 1
+            lines = self.source[line_start : self.shown + len(new)].split("\n")
+            return not any(_is_fence_close(line, self.fence) for line in lines)
+        return False
+
+    def _may_render(self, end: int, now: float) -> bool:
+        if self.mode == FENCE_MODE:
+            return True  # the fence closed: rendered once, highlighted
+        size = end - self.start
+        grown = size - self.rendered
+        if now - self.rendered_at < TAIL_INTERVAL:
+            return False
+        return self.rendered_bytes <= TAIL_CAP or grown * 4 >= self.rendered
+
+    def _render(self, end: int, now: float) -> Frame:
+        src = self.source[self.start : end]
+        # Blocks complete only as lines do: without a new line, no parse to look for them.
+        cut = _complete_blocks(src) if "\n" in self.source[self.rendered_to : end] else 0
+        blocks = render_markdown(src[:cut]) if cut else ""
+        self.start += cut
+        tail = src[cut:]
+        self.shown, self.rendered, self.rendered_at, self.rendered_to = end, len(tail), now, end
+        drawn = self._draw_tail(tail)
+        self.rendered_bytes = len(drawn)
+        return Frame(blocks=blocks, tail=drawn)
+
+    def _draw_tail(self, tail: str) -> str:
+        """The open block's HTML; where text may be added without a render, its last element
+        carries ``end_id``."""
+        self.mode, self.fence = NO_MODE, ""
+        if (opening := FENCE_OPEN.match(tail)) and not any(
+            _is_fence_close(line, opening.group(1)) for line in tail[opening.end() :].split("\n")
+        ):
+            # An open fence: its lines as they come, highlighted once it closes.
+            self.mode, self.fence = FENCE_MODE, opening.group(1)
+            code = html.escape(tail[opening.end() :], quote=False)
+            language = _language(opening.group(2))
+            opening_tags = f'<pre class="highlight"><code class="language-{language}" id="{self.end_id}">'
+            return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
+        drawn = render_markdown(tail)
+        last = tail[-1:]
+        line = tail[tail.rfind("\n") + 1 :]
+        if not (last and SAFE.fullmatch(last) and not last.isspace() and any(c.isalpha() for c in line)):
+            return drawn
+        marked = _mark_end(drawn, self.end_id, last)
+        if marked is not None:
+            self.mode = TEXT_MODE
+            return marked
+        return drawn
+
+    def _showable(self) -> int:
+        """How much of the text may be shown: all but what may yet change how it looks."""
+        text = self.source
+        line_start = text.rfind("\n") + 1
+        if self.mode == FENCE_MODE:
+            # In an open fence only a line that may close it waits; a line that closes it
+            # ends what this frame shows.
+            first = text.rfind("\n", 0, self.shown) + 1
+            at = first
+            for line in text[first:line_start].split("\n")[:-1]:
+                at += len(line) + 1
+                if _is_fence_close(line, self.fence):
+                    return at
+            return line_start if FENCE_LIKE.fullmatch(text[line_start:]) else len(text)
+        hold = _hold_in_line(text[line_start:])
+        end = len(text) if hold is None else line_start + hold
+        if (header := _table_header(text, line_start)) is not None:
+            end = min(end, header)
+        return end
+
+
+FENCE_LIKE = re.compile(r" {0,3}(`*|~*)[ \t]*")
+TABLE_ROW = re.compile(r" {0,3}\|")
+LINE_MARKER = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)]|#{1,6}|>)(?= )")
+
+
+def _is_fence_close(line: str, marker: str) -> bool:
+    stripped = line.strip()
+    return (
+        len(line) - len(line.lstrip(" ")) <= 3
+        and len(stripped) >= len(marker)
+        and stripped == marker[0] * len(stripped)
+    )
+
+
+def _table_header(text: str, line_start: int) -> int | None:
+    """Where a table's header may begin: a line of pipes is shown as a table once the line
+    under it is complete too, or it would show as a paragraph and then lose its pipes."""
+    complete = 0
+    if TABLE_ROW.match(text, line_start):
+        start = line_start
+    elif line_start and TABLE_ROW.match(text, start := text.rfind("\n", 0, line_start - 1) + 1):
+        complete = 1
+    else:
+        return None
+    while start and complete < 2:
+        previous = text.rfind("\n", 0, start - 1) + 1
+        if not TABLE_ROW.match(text, previous):
+            break
+        start, complete = previous, complete + 1
+    return start if complete < 2 else None
+
+
+def _hold_in_line(line: str) -> int | None:
+    """Where in the line being written to stop showing, or None to show all of it."""
+    if not any(c.isalpha() for c in line):
+        return 0  # "1." before "1. Send", "---" that makes a heading, "|---|"
+    holds = []
+    if (stripped := line.rstrip(" \t")) != line:
+        holds.append(len(stripped))
+    body_from = m.end() if (m := LINE_MARKER.match(line)) else 0
+    for char in "*_~`":
+        runs = [r for r in re.finditer(re.escape(char) + "+", line) if r.start() >= body_from]
+        if char == "_":
+            runs = [r for r in runs if not _intraword(line, r.start(), r.end())]
+        if char == "`":
+            lengths = [len(r.group()) for r in runs]
+            unmatched = [r for r in runs if lengths.count(len(r.group())) % 2]
+            if unmatched:
+                holds.append(unmatched[-1].start())
+        elif len(runs) % 2:
+            holds.append(runs[-1].start())
+    if (opened := line.rfind("[")) > line.rfind("]"):
+        holds.append(opened - (opened > 0 and line[opened - 1] == "!"))
+    elif ((link := line.rfind("](")) >= 0 and line.find(")", link) < 0) or line.endswith("]"):
+        opened = line.rfind("[")
+        holds.append(max(opened - (opened > 0 and line[opened - 1] == "!"), 0))
+    if (angle := line.rfind("<")) > line.rfind(">"):
+        holds.append(angle)
+    if (amp := line.rfind("&")) >= 0 and ";" not in line[amp:] and len(line) - amp <= 10:
+        holds.append(amp)
+    if line.endswith("\\"):
+        holds.append(len(line) - 1)
+    if line.lstrip().startswith("#") and (hashes := re.search(r" #+$", stripped)):
+        holds.append(hashes.start())
+    if not holds:
+        return None
+    hold = min(holds)
+    return None if len(line) - hold > HOLD_LIMIT else hold
+
+
+def _intraword(line: str, start: int, end: int) -> bool:
+    return start > 0 and end < len(line) and line[start - 1].isalnum() and line[end].isalnum()
+
+
+def _complete_blocks(src: str) -> int:
+    """How much of ``src`` is complete blocks: up to the last block that starts on a
+    complete line (nothing written after can change the blocks before it)."""
+    complete_lines = src.count("\n")
+    starts = [t.map[0] for t in _markdown().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
+    confirmed = [line for line in starts if line < complete_lines]
+    if len(confirmed) < 1 or confirmed[-1] == 0:
+        return 0
+    line, offset = confirmed[-1], 0
+    for _ in range(line):
+        offset = src.index("\n", offset) + 1
+    return offset
+
+
+def _mark_end(drawn: str, end_id: str, last: str) -> str | None:
+    """``drawn`` with ``end_id`` on the element its last text is in, when that text ends
+    with the source's last character; else None (the next text needs a render)."""
+    body = drawn.rstrip()
+    if (run := CLOSING_RUN.search(body)) is None:
+        return None
+    name = re.match(r"</(\w+)>", body[run.start() :]).group(1).lower()
+    content = body[: run.start()]
+    if name not in END_ELEMENTS or not content.endswith(last):
+        return None
+    openings = list(re.finditer(rf"<{name}\b[^>]*>", content))
+    if not openings:
+        return None
+    opening = openings[-1]
+    at = opening.start() + len(name) + 1
+    return f'{drawn[:at]} id="{end_id}"{drawn[at:]}'
+
+
+def reply_html(text: str, dom_id: str) -> str:
+    """A reply's body as a page shows it: its complete blocks, then its open tail.
+
+    The same for a reply being written (a reload, a snapshot) as for one that is done, and
+    the same as the frames that streamed it drew (``Live``)."""
+    live = Live(dom_id)
+    live.feed(text)
+    frame = live.advance(flush=True)
+    blocks, tail = (frame.blocks, frame.tail or "") if frame else ("", "")
+    return f'{blocks}<div id="{dom_id}-tail" class="tail">{tail}</div>'
