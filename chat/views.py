@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from chat import access, branches, broadcast, conversations, rendering, replies
 from chat.checks import ChatError
@@ -100,6 +100,17 @@ def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     if reply.is_active:
         async_to_sync(replies.stop)(reply.pk, reply.conversation_id, reply.worker_channel)
     return HttpResponse(status=204)
+
+
+@require_GET
+def message_source(request: HttpRequest, pk: int) -> HttpResponse:
+    """A message's text as written: what Copy puts on the clipboard (a reply's markdown,
+    not its rendering). Only its owner's; never sniffed as anything but text."""
+    message = get_object_or_404(Message, pk=pk, conversation__owner=request.user)
+    response = HttpResponse(message.content, content_type="text/plain; charset=utf-8")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_POST

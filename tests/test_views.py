@@ -102,3 +102,22 @@ def test_a_page_load_ends_a_reply_whose_worker_stopped_beating(client, alice, si
     reply.refresh_from_db()
     assert (reply.status, reply.content) == ("interrupted", "partial")
     assert b'data-status="interrupted"' in response.content
+
+
+def test_a_messages_source_is_its_text_as_written_for_its_owner_only(
+    client, alice, bobs_conversation
+) -> None:
+    mine = Conversation.objects.create(owner=alice, title="Mine", provider="demo", model="demo")
+    reply = Message.objects.create(
+        conversation=mine, role=Message.Role.ASSISTANT, content="## Hi\n\n<b>**bold**</b>", status="complete"
+    )
+    theirs = Message.objects.create(conversation=bobs_conversation, role=Message.Role.USER, content="secret")
+    client.force_login(alice)
+
+    response = client.get(reverse("chat:source", args=[reply.pk]))
+
+    assert response.status_code == 200
+    assert response.content.decode() == "## Hi\n\n<b>**bold**</b>"
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert client.get(reverse("chat:source", args=[theirs.pk])).status_code == 404

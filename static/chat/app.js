@@ -53,6 +53,22 @@ async function copyText(text) {
   area.remove();
 }
 
+// A message's Copy copies what was written (a reply's markdown), fetched from the server
+// while the click still counts as the person's; its rendered text where that fails.
+async function copySource(button) {
+  const source = fetch(button.dataset.source, {credentials: "same-origin"}).then((response) => {
+    if (!response.ok) throw new Error(`source: ${response.status}`);
+    return response.blob();
+  });
+  source.catch(() => {}); // handled below, by falling back
+  try {
+    if (!(navigator.clipboard && window.isSecureContext && window.ClipboardItem)) throw new Error("no clipboard");
+    await navigator.clipboard.write([new ClipboardItem({"text/plain": source})]);
+  } catch {
+    await copyText(byId(button.dataset.copy).innerText.trim());
+  }
+}
+
 function showCopied(button) {
   button.classList.add("copied");
   if (!button.classList.contains("copy-code")) button.textContent = "Copied";
@@ -68,8 +84,8 @@ document.addEventListener("click", async (event) => {
   if (button.classList.contains("copy-code")) {
     await copyText(button.parentElement.querySelector("pre").innerText);
     showCopied(button);
-  } else if (button.dataset.copy) {
-    await copyText(byId(button.dataset.copy).innerText.trim());
+  } else if (button.dataset.source) {
+    await copySource(button);
     showCopied(button);
   } else if (button.dataset.opens) {
     byId(button.dataset.opens).showModal();

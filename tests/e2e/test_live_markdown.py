@@ -88,3 +88,15 @@ def test_stop_in_the_middle_of_a_code_block_keeps_it_formatted_as_shown(
     assert ended[0]["text"] == read(saved, reply)
     expect(in_code).to_have_class("language-python")
     assert reply_html(saved, f"message-{reply}").count("<pre") == 1
+
+
+def test_copy_puts_the_replys_markdown_on_the_clipboard(page: Page, sim: SimulatorProcess, db) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    reply = send(page, "Copy me [sim tokens=60 tps=400]")
+    expect(page.locator(f"#message-{reply}")).to_have_attribute("data-status", "complete", timeout=10_000)
+
+    page.locator(f"#message-{reply}").get_by_role("button", name="Copy", exact=True).click()
+
+    expect(page.locator(f"#message-{reply} .copy")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == db.reply(reply)["content"]
+    assert db.reply(reply)["content"].startswith("## Copy me")
