@@ -14,23 +14,25 @@ only when it must be:
   rendering it again would give;
 * an open code fence takes its lines as they come, unhighlighted, and is rendered once,
   highlighted, when it closes;
-* anything else renders the tail again, at most every ``TAIL_INTERVAL`` seconds and, past
-  ``TAIL_CAP`` bytes of HTML, only once it has grown by a quarter. Below the cap a tail
+* anything else renders the tail again, at most every ``TAIL_INTERVAL`` seconds and,
+  past ``TAIL_CAP`` bytes of HTML, only once it has grown by a quarter. Below the cap a tail
   sent again lies within permessage-deflate's 8 KiB window, so the copy costs a few bytes
   on the wire; past it, the growth rule keeps what is re-sent linear in the length of
   the reply.
 
 Text that may yet change how what comes before it looks is held back briefly: an
 unmatched ``**`` or backtick, a link without its URL yet, a line without a letter yet
-(``1.`` before ``1. Send``, ``---`` under a heading), a line that may be a table's
-header. So what a page shows only ever grows. Every state a page shows is ``reply_html``
-of a prefix of the reply (``Live.shown``): a reload, a snapshot and the final frame draw
-exactly what the frames drew, and a stopped reply keeps exactly what was shown.
+(``1.`` before ``1. Send``, ``---`` under a heading). A line of pipes is drawn as a
+table's header before its delimiter row arrives. So what a page shows only ever grows.
+Every state a page shows is ``reply_html`` of a prefix of the reply (``Live.shown``): a
+reload, a snapshot and the final frame draw exactly what the frames drew, and a stopped
+reply keeps exactly what was shown.
 """
 
 from __future__ import annotations
 
 import html
+import itertools
 import re
 import threading
 from dataclasses import dataclass
@@ -186,7 +188,6 @@ class Live:
         self.rendered = 0  # the tail's length when last rendered
         self.rendered_bytes = 0  # and the length of its HTML
         self.rendered_at = float("-inf")
-        self.rendered_to = 0  # where the text ended then
 
     def feed(self, text: str) -> None:
         self.source += text
@@ -231,12 +232,12 @@ class Live:
 
     def _render(self, end: int, now: float) -> Frame:
         src = self.source[self.start : end]
-        # Blocks complete only as lines do: without a new line, no parse to look for them.
-        cut = _complete_blocks(src) if "\n" in self.source[self.rendered_to : end] else 0
+        # A block after another begins on a line of its own: one line is one open block.
+        cut = _complete_blocks(src) if "\n" in src else 0
         blocks = render_markdown(src[:cut]) if cut else ""
         self.start += cut
         tail = src[cut:]
-        self.shown, self.rendered, self.rendered_at, self.rendered_to = end, len(tail), now, end
+        self.shown, self.rendered, self.rendered_at = end, len(tail), now
         drawn = self._draw_tail(tail)
         self.rendered_bytes = len(drawn)
         return Frame(blocks=blocks, tail=drawn)
@@ -254,7 +255,7 @@ class Live:
             language = _language(opening.group(2))
             opening_tags = f'<pre class="highlight"><code class="language-{language}" id="{self.end_id}">'
             return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
-        drawn = render_markdown(tail)
+        drawn = render_markdown(_as_expected(tail))
         last = tail[-1:]
         line = tail[tail.rfind("\n") + 1 :]
         if not (last and SAFE.fullmatch(last) and not last.isspace() and any(c.isalpha() for c in line)):
@@ -281,8 +282,6 @@ class Live:
             return line_start if FENCE_LIKE.fullmatch(text[line_start:]) else len(text)
         hold = _hold_in_line(text[line_start:])
         end = len(text) if hold is None else line_start + hold
-        if (header := _table_header(text, line_start)) is not None:
-            end = min(end, header)
         return end
 
 
@@ -300,22 +299,16 @@ def _is_fence_close(line: str, marker: str) -> bool:
     )
 
 
-def _table_header(text: str, line_start: int) -> int | None:
-    """Where a table's header may begin: a line of pipes is shown as a table once the line
-    under it is complete too, or it would show as a paragraph and then lose its pipes."""
-    complete = 0
-    if TABLE_ROW.match(text, line_start):
-        start = line_start
-    elif line_start and TABLE_ROW.match(text, start := text.rfind("\n", 0, line_start - 1) + 1):
-        complete = 1
-    else:
-        return None
-    while start and complete < 2:
-        previous = text.rfind("\n", 0, start - 1) + 1
-        if not TABLE_ROW.match(text, previous):
-            break
-        start, complete = previous, complete + 1
-    return start if complete < 2 else None
+def _as_expected(tail: str) -> str:
+    """The open block as it will most likely be: a last line of pipes, with no line of
+    pipes before it, is a table's header (its delimiter row not written yet), so it is
+    drawn as one at once instead of as a paragraph that would lose its pipes."""
+    lines = tail.split("\n")
+    last = len(lines) - 1 if lines[-1].strip() else len(lines) - 2
+    if last < 0 or not TABLE_ROW.match(lines[last]) or (last > 0 and TABLE_ROW.match(lines[last - 1])):
+        return tail
+    cells = lines[last].strip().strip("|").split("|")
+    return "\n".join(lines[: last + 1]) + "\n|" + "---|" * len(cells) + "\n"
 
 
 def _hold_in_line(line: str) -> int | None:
@@ -360,16 +353,32 @@ def _intraword(line: str, start: int, end: int) -> bool:
     return start > 0 and end < len(line) and line[start - 1].isalnum() and line[end].isalnum()
 
 
+# Blocks that nothing after them can change once another block follows: a heading, a
+# rule, a closed fence; and, after a blank line, a paragraph or a table. (A list, a quote
+# or indented code may take in what follows a blank line.)
+FINAL_WHEN_FOLLOWED = {"heading_open", "hr", "fence"}
+FINAL_AFTER_A_BLANK_LINE = {"paragraph_open", "table_open"}
+
+
 def _complete_blocks(src: str) -> int:
-    """How much of ``src`` is complete blocks: up to the last block that starts on a
-    complete line (nothing written after can change the blocks before it)."""
+    """How much of ``src`` is complete blocks: nothing written after can change them.
+
+    A block is complete once the block after it starts on a complete line; or, for the
+    blocks above, once another block has begun at all."""
     complete_lines = src.count("\n")
-    starts = [t.map[0] for t in _markdown().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
-    confirmed = [line for line in starts if line < complete_lines]
-    if len(confirmed) < 1 or confirmed[-1] == 0:
-        return 0
-    line, offset = confirmed[-1], 0
-    for _ in range(line):
+    blocks = [t for t in _markdown().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
+    cut_line = 0
+    for block, after in itertools.pairwise(blocks):
+        final = (
+            after.map[0] < complete_lines
+            or block.type in FINAL_WHEN_FOLLOWED
+            or (block.type in FINAL_AFTER_A_BLANK_LINE and after.map[0] > block.map[1])
+        )
+        if not final:
+            break
+        cut_line = after.map[0]
+    offset = 0
+    for _ in range(cut_line):
         offset = src.index("\n", offset) + 1
     return offset
 

@@ -247,3 +247,13 @@ def test_plain_text_goes_out_as_text_added_to_the_tail_without_a_render() -> Non
     appended = [f for f in streamed.frames if frames.APPEND.fullmatch(f)]
     assert len(appended) > 0.9 * len(streamed.frames)
     assert appended[1] == f'<div hx-swap-oob="beforeend:#{DOM}-end"> brown</div>'
+
+
+def test_a_tables_header_is_drawn_as_one_before_its_delimiter_row_arrives() -> None:
+    streamed = Stream()
+    streamed.feed("| Dialect | End", seconds=0.3)
+    assert "<th>Dialect</th>" in streamed.page.html and ">End</th>" in streamed.page.html
+    assert "|" not in frames.text_of(streamed.page.html)  # never a paragraph of pipes
+    streamed.feed(" signal |\n|---|:-:|\n| chat | `[DONE]` |\n", seconds=0.3)
+    assert '<th class="align-center">End signal</th>' in streamed.page.html
+    assert "<td><code>[DONE]</code></td>" in streamed.page.html
