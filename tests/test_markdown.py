@@ -256,4 +256,4 @@ def test_a_tables_header_is_drawn_as_one_before_its_delimiter_row_arrives() -> N
     assert "|" not in frames.text_of(streamed.page.html)  # never a paragraph of pipes
     streamed.feed(" signal |\n|---|:-:|\n| chat | `[DONE]` |\n", seconds=0.3)
     assert '<th class="align-center">End signal</th>' in streamed.page.html
-    assert "<td><code>[DONE]</code></td>" in streamed.page.html
+    assert '<td class="align-center"><code>[DONE]</code></td>' in streamed.page.html
