@@ -287,6 +287,7 @@ class Live:
 
 FENCE_LIKE = re.compile(r" {0,3}(`*|~*)[ \t]*")
 TABLE_ROW = re.compile(r" {0,3}\|")
+RUNS = {char: re.compile(re.escape(char) + "+") for char in "*_~`"}
 LINE_MARKER = re.compile(r" {0,3}(?:[-+*]|\d{1,9}[.)]|#{1,6}|>)(?= )")
 
 
@@ -319,17 +320,28 @@ def _hold_in_line(line: str) -> int | None:
     if (stripped := line.rstrip(" \t")) != line:
         holds.append(len(stripped))
     body_from = m.end() if (m := LINE_MARKER.match(line)) else 0
-    for char in "*_~`":
-        runs = [r for r in re.finditer(re.escape(char) + "+", line) if r.start() >= body_from]
+    for char, runs_of in RUNS.items():
+        if char not in line:
+            continue
+        if char in "*~":
+            # Only how many there are and where the last begins: counted in C, since a
+            # long line is scanned again with every frame.
+            if len(runs_of.findall(line, body_from)) % 2:
+                last = line.rfind(char)
+                while last > body_from and line[last - 1] == char:
+                    last -= 1
+                holds.append(last)
+            continue
+        runs = list(runs_of.finditer(line, body_from))
         if char == "_":
             runs = [r for r in runs if not _intraword(line, r.start(), r.end())]
-        if char == "`":
+            if len(runs) % 2:
+                holds.append(runs[-1].start())
+        else:
             lengths = [len(r.group()) for r in runs]
             unmatched = [r for r in runs if lengths.count(len(r.group())) % 2]
             if unmatched:
                 holds.append(unmatched[-1].start())
-        elif len(runs) % 2:
-            holds.append(runs[-1].start())
     if (opened := line.rfind("[")) > line.rfind("]"):
         holds.append(opened - (opened > 0 and line[opened - 1] == "!"))
     elif ((link := line.rfind("](")) >= 0 and line.find(")", link) < 0) or line.endswith("]"):
