@@ -9,7 +9,6 @@ never a 500 later.
 from __future__ import annotations
 
 import os
-import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 
+from chat.logs import masked
 from chat.providers.config import ProviderConfigError, get_providers, parse_providers
 
 # How long a service may take to answer before start gives up on it.
 SERVICE_TIMEOUT = 5.0
-
-
-def masked(url: str) -> str:
-    """A URL as it may be printed: without its password."""
-    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 @register()

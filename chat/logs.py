@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 IDS = ("conversation", "reply", "user")
+PASSWORD_IN_URL = re.compile(r"://([^:/@]*):[^@]*@")
 _last: dict[str, float] = {}
+
+
+def masked(text: str) -> str:
+    """Text that may name a URL, as it may be printed: without the URL's password."""
+    return PASSWORD_IN_URL.sub(r"://\1:***@", text)
 
 
 def once_a_minute(logger: logging.Logger, key: str, message: str, *args: Any) -> None:

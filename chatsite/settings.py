@@ -8,15 +8,19 @@ Redis for several daphne workers.
 from __future__ import annotations
 
 import os
-import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.logs import masked
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CHAT_VAR_DIR", BASE_DIR / "var"))
+N = TypeVar("N", int, float)
 
 
 # Every variable is read through these: a value that does not parse is refused at start
@@ -39,28 +43,25 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number, like {default}") from None
-    if number < minimum:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected {minimum} or more")
-    return number
+    return _env_number(name, default, int, minimum, f"a whole number, like {default}", f"{minimum} or more")
 
 
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    return _env_number(
+        name, default, float, minimum, f"a number, like {default:g}", f"a number of {minimum:g} or more"
+    )
+
+
+def _env_number(name: str, default: N, parse: Callable[[str], N], minimum: N, form: str, at_least: str) -> N:
     value = os.environ.get(name)
     if value is None:
         return default
     try:
-        number = float(value)
+        number = parse(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected a number, like {default:g}") from None
+        raise ImproperlyConfigured(f"{name}={value!r}: expected {form}") from None
     if not number >= minimum:  # also refuses nan
-        raise ImproperlyConfigured(f"{name}={value!r}: expected a number of {minimum:g} or more")
+        raise ImproperlyConfigured(f"{name}={value!r}: expected {at_least}")
     return number
 
 
@@ -73,9 +74,8 @@ def env_database(name: str, default: str) -> dict:
     try:
         return dj_database_url.parse(value, conn_max_age=0)
     except Exception as exc:
-        masked = re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", value)
         example = "postgres://user:password@host:5432/name"
-        message = f"{name}={masked!r}: expected a database URL, like {example} ({exc})"
+        message = f"{name}={masked(value)!r}: expected a database URL, like {example} ({exc})"
         raise ImproperlyConfigured(message) from None
 
 
@@ -263,12 +263,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "chat.logs.JsonLines"}, "text": {"format": "%(message)s"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            **({"formatter": "json"} if LOG_FORMAT == "json" else {}),
-        }
-    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "loggers": {
         "chat": {"handlers": ["console"], "level": env_str("CHAT_LOG_LEVEL", "INFO")},
         "httpx": {"handlers": ["console"], "level": "WARNING"},
