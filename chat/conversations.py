@@ -7,6 +7,7 @@ its owner with ``broadcast.sidebar_changed``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,7 +16,9 @@ from django.db.models import Q
 from chat import broadcast, replies
 from chat.checks import ChatError, check_model_choice
 from chat.models import Conversation, Message
+from chat.providers import DIALECTS
 from chat.providers.config import get_providers
+from chat.providers.parameters import check_values
 
 SIDEBAR_LENGTH = 100
 SEARCH_RESULTS = 30
@@ -36,10 +39,20 @@ def _default_model() -> tuple[str, str]:
     return provider.name, provider.models[0].name
 
 
-def do_update_settings(conversation: Conversation, model_choice: str, system_prompt: str) -> None:
-    conversation.provider, conversation.model = check_model_choice(model_choice)
+def do_update_settings(
+    conversation: Conversation, model_choice: str, system_prompt: str, parameters: Mapping[str, str]
+) -> None:
+    """``parameters``: the form's values; an empty one means the default. Those the
+    chosen model's dialect has no field for are dropped."""
+    provider, model = check_model_choice(model_choice)
+    try:
+        values = check_values(parameters, DIALECTS[get_providers()[provider].dialect].PARAMETERS)
+    except ValueError as exc:
+        raise ChatError(str(exc)) from None
+    conversation.provider, conversation.model = provider, model
     conversation.system_prompt = system_prompt.strip()
-    conversation.save(update_fields=["provider", "model", "system_prompt", "updated_at"])
+    conversation.parameters = values
+    conversation.save(update_fields=["provider", "model", "system_prompt", "parameters", "updated_at"])
 
 
 def do_rename_conversation(conversation: Conversation, title: str) -> None:

@@ -41,6 +41,7 @@ class Job:
     model: str
     system_prompt: str
     turns: list[Turn]
+    parameters: dict[str, int | float]
 
 
 def load_job(reply: Message, history: list[Message] | None = None) -> Job:
@@ -48,7 +49,7 @@ def load_job(reply: Message, history: list[Message] | None = None) -> Job:
     ancestors, when the caller has them already."""
     # The history follows the reply's own branch (chat.branches), never another version.
     turns = branches.turns_for(reply, history)
-    return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns)
+    return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns, reply.parameters)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,12 @@ class Reply:
     async def _stream(self, started: float) -> None:
         provider = get_providers()[self.job.provider]
         batches = stream_batches(
-            provider, self.job.model, self.job.turns, self.job.system_prompt, on_retry=self._on_retry
+            provider,
+            self.job.model,
+            self.job.turns,
+            self.job.system_prompt,
+            self.job.parameters,
+            on_retry=self._on_retry,
         )
         async for batch in batches:
             had_text = bool(self.pieces)

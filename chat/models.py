@@ -24,6 +24,8 @@ class Conversation(models.Model):
     provider = models.CharField(max_length=100)
     model = models.CharField(max_length=200)
     system_prompt = models.TextField(blank=True)
+    # Sampling parameters it sets (``chat.providers.parameters``); the rest are defaults.
+    parameters = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # What asking the model for a title cost, apart from the replies (chat.titles).
@@ -90,14 +92,22 @@ class Message(models.Model):
     selected_at = models.DateTimeField(default=timezone.now)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # What a reasoning model showed of its thinking, apart from the answer: never sent
+    # back to the model as history. ``reasoning_ms``: how long it thought.
+    reasoning = models.TextField(blank=True)
+    reasoning_ms = models.PositiveIntegerField(null=True, blank=True)
     image_url = models.URLField(max_length=2000, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
     provider = models.CharField(max_length=100, blank=True)
     model = models.CharField(max_length=200, blank=True)
     finish_reason = models.CharField(max_length=50, blank=True)
+    # The sampling parameters a reply was asked with: the conversation's over the defaults.
+    parameters = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Of the output tokens, those spent thinking, where the upstream says.
+    reasoning_tokens = models.PositiveIntegerField(null=True, blank=True)
     tokens_estimated = models.BooleanField(default=False)
     cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)

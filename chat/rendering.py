@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import cache
 
 from django.template.loader import render_to_string
@@ -21,8 +22,9 @@ from pygments.formatters import HtmlFormatter
 from chat.markdown import Frame, reply_html
 from chat.markdown import render_markdown as _render_markdown
 from chat.models import Conversation, Message
-from chat.providers import accepts_images
+from chat.providers import accepts_images, parameters_of
 from chat.providers.config import choices, get_providers
+from chat.providers.parameters import Parameter, Value
 
 
 @cache
@@ -123,8 +125,27 @@ def settings_html(conversation: Conversation) -> str:
             "conversation": conversation,
             "model_choices": choices(),
             "accepts_images": model_accepts_images(conversation),
+            "parameters": parameter_fields(conversation),
         },
     )
+
+
+@dataclass(frozen=True)
+class ParameterField:
+    parameter: Parameter
+    value: Value | None
+    default: Value | None
+
+
+def parameter_fields(conversation: Conversation) -> list[ParameterField]:
+    """The settings form's parameters: those the conversation's dialect takes, with the
+    conversation's value and the provider's default (the placeholder of an empty field)."""
+    provider = get_providers().get(conversation.provider)
+    defaults = provider.defaults if provider else {}
+    return [
+        ParameterField(p, conversation.parameters.get(p.name), defaults.get(p.name))
+        for p in parameters_of(provider)
+    ]
 
 
 def model_accepts_images(conversation: Conversation) -> bool:

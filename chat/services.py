@@ -31,6 +31,8 @@ from chat.checks import (
 )
 from chat.generation import Job, load_job
 from chat.models import Conversation, Message
+from chat.providers import reply_parameters
+from chat.providers.config import get_providers
 from chat.runner import get_runner
 from chat.titles import first_words
 
@@ -144,6 +146,7 @@ def _add_reply(
         status=Message.Status.PENDING,
         provider=conversation.provider,
         model=conversation.model,
+        parameters=reply_parameters(get_providers().get(conversation.provider), conversation.parameters),
         worker_channel=worker_channel,
         heartbeat_at=timezone.now(),
         client_id=client_id,

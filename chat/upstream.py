@@ -19,7 +19,7 @@ import contextlib
 import email.utils
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 import httpx
 from django.conf import settings
@@ -33,10 +33,12 @@ from chat.providers import DIALECTS
 from chat.providers.base import Parser, Turn, error_from_body
 from chat.providers.config import Provider
 from chat.providers.events import Event, UpstreamError
+from chat.providers.parameters import Value
 
 RETRYABLE_STATUS = {408, 409, 429}
 EVENT_STREAM = "text/event-stream"
 RetryHook = Callable[[int, float, str], Awaitable[None]]
+Parameters = Mapping[str, Value]
 
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -197,10 +199,10 @@ async def _not_a_stream(response: httpx.Response) -> UpstreamError:
 
 
 async def _attempt(
-    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str
+    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str, parameters: Parameters
 ) -> AsyncIterator[list[Event]]:
     dialect = DIALECTS[provider.dialect]
-    request = dialect.build_request(provider, model, turns, system_prompt)
+    request = dialect.build_request(provider, model, turns, system_prompt, parameters)
     headers = {"Accept": EVENT_STREAM, **request.headers}
     client = get_client()
     async with client.stream(
@@ -230,6 +232,7 @@ async def stream_batches(
     model: str,
     turns: Sequence[Turn],
     system_prompt: str = "",
+    parameters: Parameters | None = None,
     *,
     on_retry: RetryHook | None = None,
 ) -> AsyncIterator[list[Event]]:
@@ -244,7 +247,7 @@ async def stream_batches(
     attempt = 0
     while True:
         try:
-            async for batch in _attempt(provider, model, turns, system_prompt):
+            async for batch in _attempt(provider, model, turns, system_prompt, parameters or {}):
                 yield batch
             return
         except UpstreamError as exc:

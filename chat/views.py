@@ -44,6 +44,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "conversations": conversations.recent(request.user.pk),
             "chat_messages": branches.visible_path(conversation.pk),
             "accepts_images": rendering.model_accepts_images(conversation),
+            "parameters": rendering.parameter_fields(conversation),
             "model_choices": choices(),
             "client_id": rendering.new_client_id(),
             # The socket tells the server how old this page is, so a reconnect after a
@@ -58,7 +59,7 @@ def update_settings(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
     try:
         conversations.do_update_settings(
-            conversation, request.POST.get("model", ""), request.POST.get("system_prompt", "")
+            conversation, request.POST.get("model", ""), request.POST.get("system_prompt", ""), request.POST
         )
     except ChatError as exc:
         flash.error(request, str(exc))

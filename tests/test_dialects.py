@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from httpx_sse import ServerSentEvent
@@ -103,11 +104,29 @@ def test_muapi_posts_one_prompt_to_the_models_stream_with_an_api_key_header() ->
 
 
 def test_text_delta_sends_prompt_max_tokens_and_temperature_with_bearer_auth() -> None:
-    configured = provider("text-delta", max_tokens=500, temperature=0.8)
+    configured = replace(provider("text-delta"), defaults={"max_tokens": 500, "temperature": 0.8})
     request = text_delta.build_request(configured, "m", HISTORY, "Sys")
     assert request.url == "https://api.example.com/v1/generate/stream"
     assert request.headers == {"Authorization": "Bearer sk-test"}
     assert request.json == {"prompt": flatten_history(HISTORY, "Sys"), "maxTokens": 500, "temperature": 0.8}
+
+
+@pytest.mark.parametrize(
+    ("dialect", "fields"),
+    [
+        ("openai-chat", {"temperature": 0.2, "max_tokens": 300, "top_p": 0.9}),
+        ("openai-responses", {"temperature": 0.2, "max_output_tokens": 300, "top_p": 0.9}),
+        ("text-delta", {"temperature": 0.2, "maxTokens": 300}),
+        ("muapi", {}),
+    ],
+)
+def test_parameters_go_in_each_dialects_own_fields_over_the_providers_defaults(dialect, fields) -> None:
+    configured = replace(provider(dialect), defaults={"temperature": 1.5, "max_tokens": 300})
+    module = DIALECTS[dialect]
+    asked = {"temperature": 0.2, "top_p": 0.9}
+    request = module.build_request(configured, "m", [Turn("user", "Hi")], "", asked)
+    every_field = {"temperature", "max_tokens", "max_output_tokens", "maxTokens", "top_p"}
+    assert {name: value for name, value in request.json.items() if name in every_field} == fields
 
 
 def test_a_model_the_providers_file_says_reads_no_images_takes_none() -> None:

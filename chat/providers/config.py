@@ -15,6 +15,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from chat.providers.parameters import PARAMETERS, Value
+
 DEMO_PROVIDER = "demo"
 
 
@@ -45,6 +47,8 @@ class Provider:
     api_key_env: str = ""
     models: tuple[ModelSpec, ...] = ()
     options: dict = field(default_factory=dict, hash=False, compare=False)
+    # Sampling parameters for conversations that set none (``chat.providers.parameters``).
+    defaults: dict[str, Value] = field(default_factory=dict, hash=False, compare=False)
 
     def api_key(self) -> str:
         return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
@@ -84,6 +88,18 @@ def _text(raw: dict, key: str, provider: str, *, required: bool = True) -> str:
     return value
 
 
+def _defaults(raw: dict, provider: str, fields: dict[str, str]) -> dict[str, Value]:
+    defaults: dict[str, Value] = {}
+    for name in PARAMETERS.keys() & raw.keys():
+        if name not in fields:
+            raise ProviderConfigError(f"provider {provider!r}: its dialect {raw['dialect']!r} has no {name}")
+        try:
+            defaults[name] = PARAMETERS[name].check(raw[name])
+        except ValueError as exc:
+            raise ProviderConfigError(f"provider {provider!r}: {name}: {exc}") from None
+    return defaults
+
+
 def parse_providers(text: str) -> dict[str, Provider]:
     from chat.providers import DIALECTS
 
@@ -112,7 +128,7 @@ def parse_providers(text: str) -> dict[str, Provider]:
         models = raw.get("models")
         if not isinstance(models, list) or not models:
             raise ProviderConfigError(f"provider {name!r}: models must be a list of at least one model")
-        known = {"name", "dialect", "base_url", "api_key_env", "models"}
+        known = {"name", "dialect", "base_url", "api_key_env", "models", *PARAMETERS}
         providers[name] = Provider(
             name=name,
             dialect=raw["dialect"],
@@ -120,6 +136,7 @@ def parse_providers(text: str) -> dict[str, Provider]:
             api_key_env=_text(raw, "api_key_env", name, required=False),
             models=tuple(_model(m, name) for m in models),
             options={k: v for k, v in raw.items() if k not in known},
+            defaults=_defaults(raw, name, DIALECTS[raw["dialect"]].PARAMETERS),
         )
     if not providers:
         raise ProviderConfigError("the providers file lists no [[providers]]")

@@ -9,19 +9,28 @@ Chat Completions parser already reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from chat.providers import openai_chat
 from chat.providers.base import Request, Turn, flatten_history
 from chat.providers.config import Provider
+from chat.providers.parameters import Value
 
 ACCEPTS_IMAGES = True
+# Its documented request has no sampling fields.
+PARAMETERS: dict[str, str] = {}
 Parser = openai_chat.Parser
 
 
-def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
+def build_request(
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str = "",
+    parameters: Mapping[str, Value] | None = None,
+) -> Request:
     body: dict[str, Any] = {"prompt": flatten_history(turns)}
     if system_prompt:
         body["system_prompt"] = system_prompt

@@ -12,7 +12,7 @@ they do not know.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -31,8 +31,10 @@ from chat.providers.base import (
 )
 from chat.providers.config import Provider
 from chat.providers.events import Event, TextDelta, UpstreamError, Usage
+from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
+PARAMETERS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "top_p"}
 
 
 def _content(turn: Turn) -> str | list[dict[str, Any]]:
@@ -44,12 +46,19 @@ def _content(turn: Turn) -> str | list[dict[str, Any]]:
     ]
 
 
-def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
+def build_request(
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str = "",
+    parameters: Mapping[str, Value] | None = None,
+) -> Request:
     messages: list[dict[str, Any]] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
     messages += [{"role": t.role, "content": _content(t)} for t in turns]
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+    body |= request_fields(parameters or {}, provider.defaults, PARAMETERS)
     if provider.options.get("include_usage"):
         body["stream_options"] = {"include_usage": True}
     url = f"{provider.base_url}/chat/completions"

@@ -10,7 +10,7 @@ only a fallback: some compatible servers send one without the other. Every other
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -29,8 +29,10 @@ from chat.providers.base import (
 )
 from chat.providers.config import Provider
 from chat.providers.events import Event, TextDelta, UpstreamError, Usage
+from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
+PARAMETERS = {"temperature": "temperature", "max_tokens": "max_output_tokens", "top_p": "top_p"}
 # incomplete_details.reason -> the finish reason the app records
 REASONS = {"max_output_tokens": "length"}
 
@@ -44,9 +46,16 @@ def _content(turn: Turn) -> str | list[dict[str, str]]:
     ]
 
 
-def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
+def build_request(
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str = "",
+    parameters: Mapping[str, Value] | None = None,
+) -> Request:
     items = [{"type": "message", "role": t.role, "content": _content(t)} for t in turns]
     body: dict[str, Any] = {"model": model, "input": items, "stream": True}
+    body |= request_fields(parameters or {}, provider.defaults, PARAMETERS)
     if system_prompt:
         body["instructions"] = system_prompt
     return Request(url=f"{provider.base_url}/responses", json=body, headers=bearer(provider.api_key()))

@@ -6,13 +6,14 @@ Events are ``{id, text, delta, finishReason}``: ``delta`` is the new text (``tex
 everything so far and is not used). ``finishReason`` on the final event or ``[DONE]`` ends
 the stream; ``{"error": {"type", "message"}}`` is an error.
 
-Per-provider options: ``max_tokens`` and ``temperature`` are sent as ``maxTokens`` and
-``temperature`` when set; otherwise the vendor's defaults apply.
+Parameters: ``max_tokens`` and ``temperature`` are sent as ``maxTokens`` and
+``temperature`` when the conversation or the provider's defaults set them; otherwise the
+vendor's defaults apply.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from httpx_sse import ServerSentEvent
@@ -31,12 +32,19 @@ from chat.providers.base import (
 )
 from chat.providers.config import Provider
 from chat.providers.events import Event, TextDelta, UpstreamError
+from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = False
-OPTIONS = {"max_tokens": "maxTokens", "temperature": "temperature"}
+PARAMETERS = {"temperature": "temperature", "max_tokens": "maxTokens"}
 
 
-def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str = "") -> Request:
+def build_request(
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str = "",
+    parameters: Mapping[str, Value] | None = None,
+) -> Request:
     """The request; the model is only a label, as the API names none.
 
     Raises ``UpstreamError`` when the latest message has an image, a backstop for a
@@ -45,7 +53,7 @@ def build_request(provider: Provider, model: str, turns: Sequence[Turn], system_
     if turns and turns[-1].image_url:
         raise UpstreamError("this model's API (text-delta) cannot take an image")
     body: dict[str, Any] = {"prompt": flatten_history(turns, system_prompt)}
-    body |= {field: provider.options[key] for key, field in OPTIONS.items() if key in provider.options}
+    body |= request_fields(parameters or {}, provider.defaults, PARAMETERS)
     url = f"{provider.base_url}/generate/stream"
     return Request(url=url, json=body, headers=bearer(provider.api_key()))
 

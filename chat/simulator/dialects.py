@@ -50,6 +50,8 @@ class Request:
 
 class ChatCompletions:
     name = "openai-chat"
+    # Where a request sets its reply's length limit in tokens.
+    max_tokens_field = "max_tokens"
     id = "chatcmpl-demo"
     key_header = "authorization"
 
@@ -102,6 +104,7 @@ class ChatCompletions:
 
 class Responses:
     name = "openai-responses"
+    max_tokens_field = "max_output_tokens"
     key_header = "authorization"
     item = {"id": "msg_demo", "type": "message", "role": "assistant"}
     part = {"item_id": "msg_demo", "output_index": 0, "content_index": 0}
@@ -157,6 +160,7 @@ class Responses:
 
 class MuApi(ChatCompletions):
     name = "muapi"
+    max_tokens_field = ""
     key_header = "x-api-key"
 
     def parse(self, body: dict, path_model: str = "") -> Request:
@@ -180,6 +184,7 @@ class MuApi(ChatCompletions):
 
 class TextDelta:
     name = "text-delta"
+    max_tokens_field = "maxTokens"
     id = "gen_demo"
     key_header = "authorization"
 

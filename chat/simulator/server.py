@@ -135,6 +135,10 @@ class Simulator:
         payload = json.loads(body or b"{}")
         request = dialect.parse(payload, path_model)
         plan = plan_for(request.prompt, self.tokens_per_second)
+        # A limit the request sets cuts the reply off there, as a model's would.
+        limit = payload.get(dialect.max_tokens_field) if dialect.max_tokens_field else None
+        if isinstance(limit, int) and 0 < limit < plan.tokens:
+            plan.tokens, plan.finish = limit, "length"
         record: dict[str, Any] = {
             "id": next(self.ids), "dialect": dialect.name, "path": path, "model": request.model,
             "prompt": request.prompt, "image_url": request.image_url,

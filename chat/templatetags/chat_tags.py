@@ -40,3 +40,9 @@ def tokens_per_second(message: Message) -> str:
 def new_client_id() -> str:
     """A fresh idempotency key for a button: pressing it twice makes one version."""
     return _new_client_id()
+
+
+@register.filter
+def parameters_label(parameters: dict[str, int | float]) -> str:
+    """A reply's sampling parameters as its metadata shows them: ``temperature 0.2 · top_p 0.9``."""
+    return " · ".join(f"{name} {value:g}" for name, value in parameters.items())
