@@ -117,8 +117,9 @@ async def delta(channel: str, reply_id: int, offset: int, end: int, html: str) -
     return await _to_channel(channel, message)
 
 
-async def snapshot(channel: str, reply_id: int, text: str) -> bool:
-    return await _to_channel(channel, {"type": SNAPSHOT, "id": reply_id, "text": text})
+async def snapshot(channel: str, message: dict[str, Any]) -> bool:
+    """All a page shows of a reply now (``Reply._snapshot``: its text and its thinking)."""
+    return await _to_channel(channel, message)
 
 
 async def to_owner(

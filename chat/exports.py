@@ -21,9 +21,10 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 
 MESSAGE_FIELDS = [
-    "id", "parent_id", "role", "content", "image_url", "status", "provider", "model", "finish_reason",
-    "error", "input_tokens", "output_tokens", "tokens_estimated", "cost", "time_to_first_token_ms",
-    "duration_ms", "retries", "created_at",
+    "id", "parent_id", "role", "content", "reasoning", "image_url", "status", "provider", "model",
+    "parameters", "finish_reason", "error", "input_tokens", "output_tokens", "reasoning_tokens",
+    "tokens_estimated", "cost", "time_to_first_token_ms", "reasoning_ms", "duration_ms", "retries",
+    "created_at",
 ]  # fmt: skip
 CSV_CONVERSATION_FIELDS = ["conversation_id", "conversation_title", "owner"]
 # Spreadsheets run a cell that starts with one of these as a formula.
@@ -48,6 +49,7 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "provider": conversation.provider,
         "model": conversation.model,
         "system_prompt": conversation.system_prompt,
+        "parameters": conversation.parameters,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
         "messages": [message_data(m) for m in conversation.messages.all()],
@@ -76,7 +78,10 @@ def to_markdown(conversations: Iterable[Conversation]) -> str:
         if conversation.system_prompt:
             parts.append(f"- System prompt: {conversation.system_prompt}\n")
         for message in conversation.messages.all():
-            parts.append(f"\n## {_heading(message)}\n\n{message.content}\n")
+            parts.append(f"\n## {_heading(message)}\n\n")
+            if message.reasoning:
+                parts.append(f"<details><summary>Thinking</summary>\n\n{message.reasoning}\n\n</details>\n\n")
+            parts.append(f"{message.content}\n")
             if message.error:
                 parts.append(f"\n> Error: {message.error}\n")
         parts.append("\n---\n\n")
@@ -104,6 +109,8 @@ def to_csv(conversations: Iterable[Conversation]) -> str:
 
 
 def _cell(value: Any) -> Any:
+    if isinstance(value, dict):
+        return json.dumps(value) if value else ""
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 

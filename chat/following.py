@@ -310,14 +310,17 @@ class Follower:
             self.heard[reply_id] = time.monotonic()
 
     async def reply_snapshot(self, event: dict[str, Any]) -> None:
-        reply_id, text = event["id"], event["text"]
+        reply_id, text, reasoning = event["id"], event["text"], event.get("reasoning", "")
         self.heard[reply_id] = time.monotonic()
         have = self.offsets.get(reply_id, -1)
         # A late answer to an earlier request may hold less than the page has.
-        if have is None or (have != -1 and len(text) >= have):
-            self.offsets[reply_id] = len(text)
+        if have is None or (have != -1 and len(reasoning) + len(text) >= have):
+            self.offsets[reply_id] = len(reasoning) + len(text)
             self.asked.pop(reply_id, None)
-            await self.send(rendering.body_html(reply_id, text))
+            html = rendering.body_html(reply_id, text)
+            if reasoning:  # before the body, as in every frame
+                html = rendering.reasoning_html(reply_id, reasoning, event.get("thought_ms")) + html
+            await self.send(html)
 
     async def reply_note(self, event: dict[str, Any]) -> None:
         if event["id"] not in self.offsets:

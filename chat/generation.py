@@ -5,6 +5,10 @@ task of that process's runner (``chat.runner``), which relays its text to the pa
 following it and saves its progress. Frames carry offsets, so a page can tell a frame it
 missed and ask for a snapshot; the final frame is the persisted message, so it is
 authoritative. A stopped reply keeps exactly the text its followers were sent.
+
+A reasoning model's thinking streams beside the answer, into a section of its own, as
+escaped text with no formatting to wait for. An offset counts the characters of both
+the page has (thinking first), so one counter tells a page what it missed of either.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from chat.markdown import Live
 from chat.models import Message
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
-from chat.providers.events import Finished, TextDelta, UpstreamError, Usage
+from chat.providers.events import Finished, ReasoningDelta, TextDelta, UpstreamError, Usage
 from chat.upstream import stream_batches
 
 if TYPE_CHECKING:
@@ -59,6 +63,7 @@ class Outcome:
     status: str
     content: str
     error: str = ""
+    reasoning: str = ""
 
 
 def estimate_tokens(text: str) -> int:
@@ -93,6 +98,13 @@ class Reply:
         # The text as formatted for its followers: how much of it they are shown.
         self.live = Live(f"message-{self.id}")
         self.fed = 0
+        # Its thinking: all of what was relayed is shown, none is held.
+        self.thoughts: list[str] = []
+        self.thoughts_fed = 0
+        self.thoughts_shown = 0
+        self.thinking_since: float | None = None
+        self.thought_for: float | None = None
+        self.thought_told = False
         # Pages following it: in this process, and on other workers by their channel.
         self.followers: set[Follower] = set()
         self.remote: set[str] = set()
@@ -115,16 +127,32 @@ class Reply:
         return "".join(self.pieces)
 
     @property
+    def reasoning(self) -> str:
+        return "".join(self.thoughts)
+
+    @property
     def relayed_chars(self) -> int:
-        return self.live.shown
+        """The offset a page that has everything relayed is at: its thinking and its text."""
+        return self.thoughts_shown + self.live.shown
 
     @property
     def relayed_text(self) -> str:
         return self.live.source[: self.live.shown]
 
     @property
+    def relayed_reasoning(self) -> str:
+        return "".join(self.thoughts[: self.thoughts_fed])
+
+    @property
     def has_news(self) -> bool:
-        return len(self.pieces) > self.fed or self.live.held
+        return len(self.pieces) > self.fed or len(self.thoughts) > self.thoughts_fed or self.live.held
+
+    def thinking_ms(self, now: float | None = None) -> int | None:
+        """How long it thought: until its answer began; if it has not, until ``now``."""
+        if self.thinking_since is None or (self.thought_for is None and now is None):
+            return None
+        seconds = self.thought_for if self.thought_for is not None else now - self.thinking_since
+        return round(seconds * 1000)
 
     def stop(self, reason: str = "") -> None:
         """Stop it, keeping the text sent so far; ``reason`` is its note, when given."""
@@ -149,25 +177,31 @@ class Reply:
         try:
             async with asyncio.timeout(settings.CHAT_REPLY_DEADLINE):
                 await self._stream(started)
-            outcome = Outcome(Message.Status.COMPLETE, self.text)
+            outcome = Outcome(Message.Status.COMPLETE, self.text, reasoning=self.reasoning)
         except asyncio.CancelledError:
             if not self.stopping:
                 error = "The server shut down while writing this reply."
-                await self._finish(Outcome(Message.Status.INTERRUPTED, self.text, error), started)
+                outcome = Outcome(Message.Status.INTERRUPTED, self.text, error, self.reasoning)
+                await self._finish(outcome, started)
                 raise
             self.task.uncancel()
-            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason)
+            outcome = self._stopped()
         except TimeoutError:
             metrics.UPSTREAM_ERRORS.labels("deadline").inc()
             error = f"The reply took longer than {settings.CHAT_REPLY_DEADLINE:g} s and was ended."
-            outcome = Outcome(Message.Status.ERROR, self.text, error)
+            outcome = Outcome(Message.Status.ERROR, self.text, error, self.reasoning)
         except UpstreamError as exc:
             metrics.UPSTREAM_ERRORS.labels(metrics.error_kind(exc.message)).inc()
-            outcome = Outcome(Message.Status.ERROR, self.text, sentence(exc.message))
+            outcome = Outcome(Message.Status.ERROR, self.text, sentence(exc.message), self.reasoning)
         except Exception:
             logger.exception("reply %s failed", self.id, extra=self._log_ids())
-            outcome = Outcome(Message.Status.ERROR, self.text, "An internal error ended this reply.")
+            error = "An internal error ended this reply."
+            outcome = Outcome(Message.Status.ERROR, self.text, error, self.reasoning)
         await self._finish(outcome, started)
+
+    def _stopped(self) -> Outcome:
+        """Stopped: exactly what its followers were shown, of the answer and the thinking."""
+        return Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason, self.relayed_reasoning)
 
     async def _stream(self, started: float) -> None:
         provider = get_providers()[self.job.provider]
@@ -180,15 +214,21 @@ class Reply:
             on_retry=self._on_retry,
         )
         async for batch in batches:
-            had_text = bool(self.pieces)
+            had_output = bool(self.pieces or self.thoughts)
             for event in batch:
                 if isinstance(event, TextDelta):
+                    if self.thinking_since is not None and self.thought_for is None:
+                        self.thought_for = time.monotonic() - self.thinking_since
                     self.pieces.append(event.text)
+                elif isinstance(event, ReasoningDelta):
+                    if self.thinking_since is None:
+                        self.thinking_since = time.monotonic()
+                    self.thoughts.append(event.text)
                 elif isinstance(event, Usage):
                     self.usage = event
                 elif isinstance(event, Finished):
                     self.finish_reason = event.reason
-            if had_text or not self.pieces:
+            if had_output or not (self.pieces or self.thoughts):
                 if self.runner is not None and self.has_news:
                     self.runner.relay_soon(self)
                 continue
@@ -219,14 +259,26 @@ class Reply:
                 metrics.TOKENS_RELAYED.inc(len(self.pieces) - self.fed)
                 self.live.feed("".join(self.pieces[self.fed :]))
                 self.fed = len(self.pieces)
-            offset = self.live.shown
+            offset = self.relayed_chars
+            thinking = ""
+            if len(self.thoughts) > self.thoughts_fed:
+                metrics.TOKENS_RELAYED.inc(len(self.thoughts) - self.thoughts_fed)
+                thinking = "".join(self.thoughts[self.thoughts_fed :])
+                self.thoughts_fed = len(self.thoughts)
+                self.thoughts_shown += len(thinking)
             frame = self.live.advance(flush=flush, now=time.monotonic())
             if self.live.held and self.runner is not None:
                 self.runner.relay_soon(self)
-            if frame is None:
+            if frame is None and not thinking:
                 return
-            end = self.live.shown
-            html = rendering.frame_html(self.id, frame, end)
+            html = rendering.reasoning_frame_html(self.id, thinking) if thinking else ""
+            if frame is not None:
+                if self.thought_for is not None and not self.thought_told:
+                    # Its answer is showing: how long it thought, in the section's summary.
+                    self.thought_told = True
+                    html += rendering.thought_html(self.id, self.thinking_ms())
+                html += rendering.frame_html(self.id, frame, self.live.shown)
+            end = self.relayed_chars
             event = {"type": broadcast.DELTA, "id": self.id, "offset": offset, "end": end, "html": html}
             for follower in list(self.followers):
                 try:
@@ -249,9 +301,17 @@ class Reply:
         """A page of this process follows: the text so far, then every frame after it."""
         async with self._relaying:
             self.followers.add(follower)
-            await follower.reply_snapshot(
-                {"type": broadcast.SNAPSHOT, "id": self.id, "text": self.relayed_text}
-            )
+            await follower.reply_snapshot(self._snapshot())
+
+    def _snapshot(self) -> dict:
+        """All a page shows of it now, for a page that has none of it, or missed some."""
+        return {
+            "type": broadcast.SNAPSHOT,
+            "id": self.id,
+            "text": self.relayed_text,
+            "reasoning": self.relayed_reasoning,
+            "thought_ms": self.thinking_ms() if self.thought_told else None,
+        }
 
     def _log_ids(self) -> dict[str, int]:
         return {"reply": self.id, "conversation": self.conversation_id}
@@ -260,16 +320,17 @@ class Reply:
         """A page on another worker follows: the text so far, then every frame after it,
         in order (no relay runs between the two)."""
         async with self._relaying:
-            if await broadcast.snapshot(channel, self.id, self.relayed_text):
+            if await broadcast.snapshot(channel, self._snapshot()):
                 self.remote.add(channel)
 
     async def end_unstarted(self) -> None:
         """The final state of a reply whose task ended without writing one: cancelled
         before its first step, as a task can be (its body never ran)."""
         if self.stopping:
-            outcome = Outcome(Message.Status.CANCELLED, self.relayed_text, self.stop_reason)
+            outcome = self._stopped()
         else:
-            outcome = Outcome(Message.Status.INTERRUPTED, self.text, "The server stopped this reply.")
+            error = "The server stopped this reply."
+            outcome = Outcome(Message.Status.INTERRUPTED, self.text, error, self.reasoning)
         try:
             await self._finish(outcome, time.monotonic())
         except Exception:
@@ -284,7 +345,9 @@ class Reply:
         usage = self.usage
         if usage is None or usage.output_tokens is None:
             prompt = self.job.system_prompt + "".join(t.content for t in self.job.turns)
-            usage, estimated = Usage(estimate_tokens(prompt), estimate_tokens(outcome.content)), True
+            thinking = estimate_tokens(outcome.reasoning) if outcome.reasoning else None
+            output = estimate_tokens(outcome.content) + (thinking or 0)
+            usage, estimated = Usage(estimate_tokens(prompt), output, thinking), True
         else:
             estimated = False
         message = await replies.finish(
@@ -292,6 +355,9 @@ class Reply:
             self.conversation_id,
             outcome.status,
             content=outcome.content,
+            reasoning=outcome.reasoning,
+            reasoning_ms=self.thinking_ms(time.monotonic()) if outcome.reasoning else None,
+            reasoning_tokens=usage.reasoning_tokens,
             error=outcome.error,
             finish_reason=self.finish_reason,
             input_tokens=usage.input_tokens,

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from html import escape
 
 from django.template.loader import render_to_string
 from django.utils.html import format_html
@@ -107,6 +108,40 @@ def body_html(message_id: int, text: str) -> str:
         len(text),
         reply_body(message_id, text),
     )
+
+
+def reasoning_frame_html(message_id: int, text: str) -> str:
+    """More of a reply's thinking: escaped text added to its section, never formatted, so
+    nothing in it waits and nothing drawn changes."""
+    target = f"#message-{int(message_id)}-reasoning"
+    return f'<div hx-swap-oob="beforeend:{target}">{escape(text, quote=False)}</div>'
+
+
+def thought_label(milliseconds: int | None, *, active: bool) -> str:
+    if milliseconds is not None:
+        return f"Thought for {format_seconds(milliseconds)}"
+    return "Thinking…" if active else "Thoughts"
+
+
+def thought_html(message_id: int, milliseconds: int | None) -> str:
+    """The thinking section's summary, once the answer begins."""
+    label = thought_label(milliseconds, active=True)
+    return format_html('<span id="message-{}-thought" hx-swap-oob="innerHTML">{}</span>', message_id, label)
+
+
+def reasoning_html(message_id: int, reasoning: str, milliseconds: int | None) -> str:
+    """A snapshot of a reply's thinking, with its summary."""
+    return format_html(
+        '<div id="message-{}-reasoning" hx-swap-oob="innerHTML">{}</div>{}',
+        message_id,
+        reasoning,
+        thought_html(message_id, milliseconds),
+    )
+
+
+def format_seconds(milliseconds: int) -> str:
+    value = milliseconds / 1000
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
 
 
 def note_html(message_id: int, note: str) -> str:

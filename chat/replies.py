@@ -34,33 +34,33 @@ STOPPING = "Stopping…"
 # ORM's per-row update cost more than the rest of a busy worker's database work together.
 SAVE_PROGRESS = f"""
     UPDATE {Message._meta.db_table}
-    SET content = %s, retries = %s, heartbeat_at = %s,
+    SET content = %s, reasoning = %s, retries = %s, heartbeat_at = %s,
         status = CASE WHEN %s THEN '{Message.Status.STREAMING}' ELSE status END
     WHERE id = %s
 """
 
 
-def do_save_progress_many(batch: list[tuple[int, str, int]]) -> dict[int, str]:
-    """Persist several replies' text so far (a reply with text is streaming) and their
-    heartbeat; the replies that should stop instead (Stop was asked, or they ended or
+def do_save_progress_many(batch: list[tuple[int, str, str, int]]) -> dict[int, str]:
+    """Persist several replies' text and thinking so far (a reply with text is
+    streaming) and their heartbeat; the replies that should stop instead (Stop was asked, or they ended or
     were deleted), each with the reason it was stopped for, if one was given."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic():
         going = set(
             Message.objects.active()
-            .filter(pk__in=[reply_id for reply_id, _, _ in batch], stop_requested_at__isnull=True)
+            .filter(pk__in=[reply_id for reply_id, *_ in batch], stop_requested_at__isnull=True)
             .select_for_update()
             .values_list("pk", flat=True)
         )
         rows = [
-            (content, retries, now, bool(content), reply_id)
-            for reply_id, content, retries in batch
+            (content, reasoning, retries, now, bool(content), reply_id)
+            for reply_id, content, reasoning, retries in batch
             if reply_id in going
         ]
         if rows:
             with connection.cursor() as cursor:
                 cursor.executemany(SAVE_PROGRESS, rows)
-    refused = [reply_id for reply_id, _, _ in batch if reply_id not in going]
+    refused = [reply_id for reply_id, *_ in batch if reply_id not in going]
     reasons = dict(Message.objects.filter(pk__in=refused).values_list("pk", "stop_reason")) if refused else {}
     return {reply_id: reasons.get(reply_id, "") for reply_id in refused}
 

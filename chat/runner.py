@@ -194,7 +194,11 @@ class Runner:
         while True:
             await asyncio.sleep(settings.CHAT_PERSIST_INTERVAL)
             # Finishing replies too: their heartbeat says this worker still runs them.
-            batch = [(r.id, r.relayed_text, r.retries) for r in self.replies.values() if not r.finished]
+            batch = [
+                (r.id, r.relayed_text, r.relayed_reasoning, r.retries)
+                for r in self.replies.values()
+                if not r.finished
+            ]
             if not batch:
                 continue
             try:

@@ -26,6 +26,32 @@ SNAPSHOT = re.compile(
     re.S,
 )
 CLOSING_RUN = re.compile(r"(?:</\w+>\s*)+$")
+# A reasoning model's thinking: escaped text added to its section, the whole section in a
+# snapshot, and its summary; each before the body's part of a frame.
+THINKING_ADDED = re.compile(r'<div hx-swap-oob="beforeend:#message-(\d+)-reasoning">([^<]*)</div>')
+THINKING_DRAWN = re.compile(r'<div id="message-(\d+)-reasoning" hx-swap-oob="innerHTML">([^<]*)</div>')
+THOUGHT = re.compile(r'<span id="message-(\d+)-thought" hx-swap-oob="innerHTML">([^<]*)</span>')
+
+
+def without_thinking(frame: str) -> str:
+    return THOUGHT.sub("", THINKING_DRAWN.sub("", THINKING_ADDED.sub("", frame)))
+
+
+class Thinking:
+    """Replies' thinking sections on a page (their text), and their summaries."""
+
+    def __init__(self) -> None:
+        self.text: dict[int, str] = {}
+        self.summary: dict[int, str] = {}
+
+    def see(self, frame: str) -> None:
+        for match in THINKING_DRAWN.finditer(frame):
+            self.text[int(match.group(1))] = html.unescape(match.group(2))
+        for match in THINKING_ADDED.finditer(frame):
+            reply_id = int(match.group(1))
+            self.text[reply_id] = self.text.get(reply_id, "") + html.unescape(match.group(2))
+        for match in THOUGHT.finditer(frame):
+            self.summary[int(match.group(1))] = html.unescape(match.group(2))
 
 
 @dataclass
@@ -67,8 +93,9 @@ def text_of(drawn: str) -> str:
 
 def apply(bodies: dict[int, Body], frame: str) -> list[int]:
     """Apply ``frame`` to the bodies it concerns (making them as needed); the reply ids it
-    moved on. Other frames (notes, articles, the thread) are for the caller."""
+    moved on. Other frames (notes, articles, the thread) and thinking are for the caller."""
     moved = []
+    frame = without_thinking(frame)
     if match := SNAPSHOT.search(frame):
         reply_id = int(match.group(1))
         bodies.setdefault(reply_id, Body(reply_id)).redraw(

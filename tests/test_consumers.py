@@ -466,11 +466,11 @@ async def test_a_page_following_a_reply_of_another_worker_repairs_every_loss_on_
             return True  # dropped as a full channel drops, and nobody told
         return await real_delta(channel, reply_id, offset, end, html)
 
-    async def snapshot(channel: str, reply_id: int, text: str) -> bool:
+    async def snapshot(channel: str, message: dict) -> bool:
         if lost["snapshot"] < 1:  # the first answer to the page's follow request
             lost["snapshot"] += 1
             return True
-        return await real_snapshot(channel, reply_id, text)
+        return await real_snapshot(channel, message)
 
     async def final(conversation_id: int, reply_id: int) -> None:
         lost["final"] += 1

@@ -11,7 +11,7 @@ from httpx_sse import ServerSentEvent
 from chat.providers import DIALECTS, accepts_images, muapi, openai_chat, openai_responses, text_delta
 from chat.providers.base import Turn, flatten_history
 from chat.providers.config import ModelSpec, Provider, parse_providers
-from chat.providers.events import Finished, TextDelta, UpstreamError, Usage
+from chat.providers.events import Finished, ReasoningDelta, TextDelta, UpstreamError, Usage
 
 HISTORY = [
     Turn("user", "What is SSE?", "https://example.com/a.png"),
@@ -178,8 +178,30 @@ def test_chat_completions_skips_role_only_empty_and_tool_call_chunks() -> None:
         *feed(parser, {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2}}),
         *feed(parser, "[DONE]"),
     ]
-    assert events == [TextDelta("Hi"), Finished("length"), Usage(9, 2)]
+    assert events == [ReasoningDelta("hmm"), TextDelta("Hi"), Finished("length"), Usage(9, 2)]
     assert parser.close() == []
+
+
+def test_chat_completions_reads_thinking_in_either_field_and_its_token_count() -> None:
+    parser = openai_chat.Parser()
+    usage = {
+        "prompt_tokens": 9,
+        "completion_tokens": 30,
+        "completion_tokens_details": {"reasoning_tokens": 21},
+    }
+    events = [
+        *feed(parser, {"choices": [{"index": 0, "delta": {"reasoning_content": "a < b", "content": None}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {"reasoning": " so", "content": ""}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {"reasoning": {"not": "text"}, "content": "B"}}]}),
+        *feed(parser, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}),
+    ]
+    assert events == [
+        ReasoningDelta("a < b"),
+        ReasoningDelta(" so"),
+        TextDelta("B"),
+        Finished("stop"),
+        Usage(9, 30, 21),
+    ]
 
 
 def test_chat_completions_reads_an_error_inside_a_200_stream() -> None:
@@ -211,8 +233,31 @@ def test_responses_reads_deltas_and_the_completed_usage() -> None:
             {"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 2}}},
         ),
     ]
-    assert events == [TextDelta("Hi"), TextDelta(" there"), Finished("stop"), Usage(5, 2)]
+    assert events == [
+        TextDelta("Hi"),
+        ReasoningDelta("thinking"),
+        TextDelta(" there"),
+        Finished("stop"),
+        Usage(5, 2),
+    ]
     assert parser.close() == []
+
+
+def test_responses_reads_reasoning_summaries_apart_by_a_blank_line_and_their_token_count() -> None:
+    parser = openai_responses.Parser()
+    usage = {"input_tokens": 5, "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 32}}
+    events = [
+        *feed(parser, {"type": "response.reasoning_summary_part.added", "summary_index": 0}),
+        *feed(parser, {"type": "response.reasoning_summary_text.delta", "delta": "First"}),
+        *feed(parser, {"type": "response.reasoning_summary_part.added", "summary_index": 1}),
+        *feed(parser, {"type": "response.reasoning_summary_text.delta", "delta": "Second"}),
+        *feed(parser, {"type": "response.reasoning_text.delta", "delta": " raw"}),
+        *feed(parser, {"type": "response.output_text.delta", "delta": "Answer"}),
+        *feed(parser, {"type": "response.completed", "response": {"usage": usage}}),
+    ]
+    thinking = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    assert thinking == "First\n\nSecond raw"
+    assert events[-3:] == [TextDelta("Answer"), Finished("stop"), Usage(5, 40, 32)]
 
 
 def test_responses_reports_the_token_limit_as_length() -> None:

@@ -123,3 +123,32 @@ def test_the_chat_page_links_to_the_download(client, alice, tides) -> None:
     page = client.get(reverse("chat:conversation", args=[tides.pk])).content.decode()
     assert f'href="{reverse("chat:export")}"' in page
     assert "Download my conversations" in page
+
+
+def test_exports_and_the_transcript_keep_a_replys_thinking_and_parameters_apart_from_its_text(
+    admin_client, tides
+) -> None:
+    reply = tides.messages.get(role="assistant")
+    reply.reasoning, reply.reasoning_ms, reply.reasoning_tokens = "Noon <b>is</b> likely.", 1500, 6
+    reply.parameters = {"temperature": 0.2}
+    reply.save()
+
+    [conversation] = json.loads(export(admin_client, "export_json", tides).content)["conversations"]
+    saved = conversation["messages"][1]
+    assert (saved["content"], saved["reasoning"]) == ("At **noon**.", "Noon <b>is</b> likely.")
+    assert (saved["reasoning_ms"], saved["reasoning_tokens"], saved["parameters"]) == (
+        1500,
+        6,
+        {"temperature": 0.2},
+    )
+    markdown = export(admin_client, "export_markdown", tides).content.decode()
+    assert (
+        "<details><summary>Thinking</summary>\n\nNoon <b>is</b> likely.\n\n</details>\n\nAt **noon**."
+        in markdown
+    )
+    rows = list(csv.DictReader(io.StringIO(export(admin_client, "export_csv", tides).content.decode())))
+    assert rows[1]["message_parameters"] == '{"temperature": 0.2}'
+
+    page = admin_client.get(reverse("admin:chat_conversation_transcript", args=[tides.pk])).content.decode()
+    assert "Thought for 1.50 s" in page and "Noon &lt;b&gt;is&lt;/b&gt; likely." in page
+    assert "(6 thinking)" in page and "temperature 0.2" in page

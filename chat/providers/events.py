@@ -11,9 +11,18 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """Text of a model's thinking, shown apart from its answer and never sent back."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Usage:
     input_tokens: int | None
     output_tokens: int | None
+    # Of the output tokens, those spent thinking, where the upstream says.
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,7 @@ class Finished:
     reason: str
 
 
-Event = TextDelta | Usage | Finished
+Event = TextDelta | ReasoningDelta | Usage | Finished
 
 
 class UpstreamError(Exception):

@@ -2,8 +2,10 @@
 
 Covers OpenAI, Ollama, vLLM, llama.cpp and the vendors in the seed docs (mume, vmira,
 flowapi). Tolerates a role-only first chunk, chunks with empty ``choices``, deltas without
-``content`` and fields it does not know (tool calls, reasoning). ``[DONE]`` or a
-``finish_reason`` ends the stream; anything else ending it is an early end.
+``content`` and fields it does not know (tool calls). Reasoning models' thinking comes in
+``reasoning_content`` (DeepSeek and compatible servers) or ``reasoning`` (OpenRouter,
+vLLM) deltas, their count in ``usage.completion_tokens_details.reasoning_tokens``.
+``[DONE]`` or a ``finish_reason`` ends the stream; anything else ending it is an early end.
 
 Per-provider option: ``include_usage = true`` asks for token counts in the final chunk
 (``stream_options.include_usage``); off by default because some vendors reject fields
@@ -30,7 +32,7 @@ from chat.providers.base import (
     token_count,
 )
 from chat.providers.config import Provider
-from chat.providers.events import Event, TextDelta, UpstreamError, Usage
+from chat.providers.events import Event, ReasoningDelta, TextDelta, UpstreamError, Usage
 from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
@@ -86,14 +88,23 @@ class Parser(base.Parser):
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str) and content:
-                events.append(TextDelta(content))
+            if isinstance(delta, dict):
+                thinking = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(thinking, str) and thinking:
+                    events.append(ReasoningDelta(thinking))
+                content = delta.get("content")
+                if isinstance(content, str) and content:
+                    events.append(TextDelta(content))
             if reason := choice.get("finish_reason"):
                 self.ended = True
                 events.append(finished(reason))
         if isinstance(usage := chunk.get("usage"), dict):
+            details = usage.get("completion_tokens_details")
             events.append(
-                Usage(token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens")))
+                Usage(
+                    token_count(usage.get("prompt_tokens")),
+                    token_count(usage.get("completion_tokens")),
+                    token_count(details.get("reasoning_tokens")) if isinstance(details, dict) else None,
+                )
             )
         return events

@@ -3,9 +3,11 @@
 Text arrives in ``response.output_text.delta`` events. ``response.completed`` ends the
 stream with usage; ``response.incomplete`` ends it early for a stated reason (the token
 limit is reported as ``length``, like Chat Completions); ``response.failed`` and ``error``
-are errors. The event's own ``type`` field decides, not the SSE ``event:`` line, which is
-only a fallback: some compatible servers send one without the other. Every other event
-(``response.created``, output items, reasoning, ...) is ignored.
+are errors. A reasoning model's thinking arrives as its reasoning summary
+(``response.reasoning_summary_text.delta``, parts apart by a blank line) or, from open
+models, as ``response.reasoning_text.delta``. The event's own ``type`` field decides, not
+the SSE ``event:`` line, which is only a fallback: some compatible servers send one
+without the other. Every other event (``response.created``, output items, ...) is ignored.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from chat.providers.base import (
     token_count,
 )
 from chat.providers.config import Provider
-from chat.providers.events import Event, TextDelta, UpstreamError, Usage
+from chat.providers.events import Event, ReasoningDelta, TextDelta, UpstreamError, Usage
 from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
 PARAMETERS = {"temperature": "temperature", "max_tokens": "max_output_tokens", "top_p": "top_p"}
 # incomplete_details.reason -> the finish reason the app records
 REASONS = {"max_output_tokens": "length"}
+THINKING = {"response.reasoning_summary_text.delta", "response.reasoning_text.delta"}
 
 
 def _content(turn: Turn) -> str | list[dict[str, str]]:
@@ -79,6 +82,11 @@ class Parser(base.Parser):
         if kind == "response.output_text.delta":
             delta = payload.get("delta")
             return [TextDelta(delta)] if isinstance(delta, str) and delta else []
+        if kind in THINKING:
+            delta = payload.get("delta")
+            return [ReasoningDelta(delta)] if isinstance(delta, str) and delta else []
+        if kind == "response.reasoning_summary_part.added" and payload.get("summary_index", 0) != 0:
+            return [ReasoningDelta("\n\n")]
         if kind == "error" or payload.get("error"):
             raise UpstreamError(error_text(payload.get("error") or payload))
         response = _object(payload.get("response"))
@@ -92,7 +100,12 @@ class Parser(base.Parser):
             reason = str(_object(response.get("incomplete_details")).get("reason") or "incomplete")
         events: list[Event] = [finished(REASONS.get(reason, reason))]
         if usage := _object(response.get("usage")):
+            details = _object(usage.get("output_tokens_details"))
             events.append(
-                Usage(token_count(usage.get("input_tokens")), token_count(usage.get("output_tokens")))
+                Usage(
+                    token_count(usage.get("input_tokens")),
+                    token_count(usage.get("output_tokens")),
+                    token_count(details.get("reasoning_tokens")),
+                )
             )
         return events

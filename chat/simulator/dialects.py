@@ -83,15 +83,26 @@ class ChatCompletions:
     def token(self, text: str, so_far: str) -> str:
         return self._chunk({"content": text})
 
-    def _usage(self, request: Request, text: str) -> dict[str, int]:
-        prompt, completion = estimate("x" * request.prompt_chars), estimate(text)
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    def thinking(self, text: str) -> str:
+        # DeepSeek's shape: the thinking in reasoning_content, content null meanwhile.
+        return self._chunk({"reasoning_content": text, "content": None})
 
-    def tail(self, request: Request, finish: str, text: str) -> list[str]:
+    def _usage(self, request: Request, text: str, thought: str = "") -> dict[str, Any]:
+        prompt, completion = estimate("x" * request.prompt_chars), estimate(text) + estimate(thought)
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if thought:
+            usage["completion_tokens_details"] = {"reasoning_tokens": estimate(thought)}
+        return usage
+
+    def tail(self, request: Request, finish: str, text: str, thought: str = "") -> list[str]:
         events = [self._chunk({}, finish)]
         if request.include_usage:
             chunk = {"id": self.id, "object": "chat.completion.chunk", "choices": []}
-            events.append(sse(_dumps({**chunk, "usage": self._usage(request, text)})))
+            events.append(sse(_dumps({**chunk, "usage": self._usage(request, text, thought)})))
         return [*events, sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
@@ -139,8 +150,17 @@ class Responses:
     def token(self, text: str, so_far: str) -> str:
         return self._event("response.output_text.delta", **self.part, delta=text)
 
-    def tail(self, request: Request, finish: str, text: str) -> list[str]:
-        usage = {"input_tokens": estimate("x" * request.prompt_chars), "output_tokens": estimate(text)}
+    def thinking(self, text: str) -> str:
+        summary = {"item_id": "rs_demo", "output_index": 0, "summary_index": 0}
+        return self._event("response.reasoning_summary_text.delta", **summary, delta=text)
+
+    def tail(self, request: Request, finish: str, text: str, thought: str = "") -> list[str]:
+        usage: dict[str, Any] = {
+            "input_tokens": estimate("x" * request.prompt_chars),
+            "output_tokens": estimate(text) + estimate(thought),
+        }
+        if thought:
+            usage["output_tokens_details"] = {"reasoning_tokens": estimate(thought)}
         done = self._event("response.output_text.done", **self.part, text=text)
         if finish == "length":
             details = {"reason": "max_output_tokens"}
@@ -172,8 +192,8 @@ class MuApi(ChatCompletions):
     def head(self, request: Request) -> list[str]:
         return []
 
-    def tail(self, request: Request, finish: str, text: str) -> list[str]:
-        return [self._chunk({}, finish, usage=self._usage(request, text)), sse("[DONE]")]
+    def tail(self, request: Request, finish: str, text: str, thought: str = "") -> list[str]:
+        return [self._chunk({}, finish, usage=self._usage(request, text, thought)), sse("[DONE]")]
 
     def error_event(self, message: str) -> str:
         return sse(_dumps({"error": message}))
@@ -198,7 +218,7 @@ class TextDelta:
     def token(self, text: str, so_far: str) -> str:
         return sse(_dumps({"id": self.id, "text": so_far + text, "delta": text}))
 
-    def tail(self, request: Request, finish: str, text: str) -> list[str]:
+    def tail(self, request: Request, finish: str, text: str, thought: str = "") -> list[str]:
         final = {"id": self.id, "text": text, "delta": "", "finishReason": finish}
         return [sse(_dumps(final)), sse("[DONE]")]
 

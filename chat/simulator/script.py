@@ -17,6 +17,9 @@ A prompt may carry ``[sim key=value ...]`` (shell-style quoting). Keys:
 - ``finish``: the finish reason to report (default ``stop``; ``length`` for a cut-off)
 - ``style``: ``markdown`` (the demo document: headings, lists, a table, code) or ``plain``
   (prose paragraphs with no markup)
+- ``reasoning``: think this many tokens before answering, streamed where the dialect
+  carries thinking (``reasoning_content`` deltas for Chat Completions and MuAPI, reasoning
+  summary events for the Responses API; the generic text-delta stream has none)
 - ``newline``: ``lf`` | ``cr`` | ``crlf`` line endings; ``chunk``: write the stream in
   network chunks of this many bytes; ``bom``: start the stream with a byte-order mark
 """
@@ -49,6 +52,7 @@ class Plan:
     chunk: int = 0
     bom: bool = False
     style: str = "markdown"
+    reasoning: int = 0
 
 
 def plan_for(prompt: str, default_tps: float) -> Plan:
@@ -115,3 +119,19 @@ def reply_text(prompt: str, plan: Plan) -> list[str]:
         tokens += TOKEN.findall(sections[index % len(sections)].format(topic=topic))
         index += 1
     return tokens[: plan.tokens]
+
+
+# Thinking, with the characters a page must escape.
+THINKING = (
+    "The person asks about {topic}. Let me think: is 1 < 2 && 3 > 2? Yes. "
+    "I should answer with a heading, a list and an example, and keep it short.\n\n"
+)
+
+
+def reasoning_text(prompt: str, plan: Plan) -> list[str]:
+    """The model's thinking before its answer: exactly ``plan.reasoning`` tokens."""
+    topic = strip_directives(prompt)[:60] or "your question"
+    tokens: list[str] = []
+    while len(tokens) < plan.reasoning:
+        tokens += TOKEN.findall(THINKING.format(topic=topic))
+    return tokens[: plan.reasoning]

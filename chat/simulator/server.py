@@ -17,7 +17,7 @@ from itertools import count
 from typing import Any
 
 from chat.simulator.dialects import route
-from chat.simulator.script import Plan, plan_for, reply_text
+from chat.simulator.script import Plan, plan_for, reasoning_text, reply_text
 
 MAX_BODY = 8 * 1024 * 1024
 MAX_RECORDS = 20_000
@@ -145,7 +145,7 @@ class Simulator:
             "authorized": bool(headers.get("authorization") or headers.get("x-api-key")),
             "key_header": next((h for h in ("authorization", "x-api-key") if headers.get(h)), ""),
             "body": payload,
-            "started_at": time.time(), "token_times": [], "text": "", "outcome": "",
+            "started_at": time.time(), "token_times": [], "text": "", "reasoning": "", "outcome": "",
             "ended_at": None, "client_closed_at": None, "connection": connection,
         }  # fmt: skip
         self.records.append(record)
@@ -212,9 +212,20 @@ class Simulator:
                 writer.write(b"3\r\n\xef\xbb\xbf\r\n")
             for event in dialect.head(request):
                 await emit(event)
+            # Thinking first, where the dialect carries it, at the same pace as the answer.
+            thoughts = reasoning_text(request.prompt, plan) if hasattr(dialect, "thinking") else []
             tokens = reply_text(request.prompt, plan)
             start = time.monotonic() + plan.first_token_delay
-            text = ""
+            text = thought = ""
+            for i, token in enumerate(thoughts):
+                await self._wait_until(start + i / plan.tps, plan, emit)
+                if closed.is_set():
+                    record["outcome"] = "client closed"
+                    return
+                await emit(dialect.thinking(token))
+                thought += token
+                record["reasoning"] = thought
+            start += len(thoughts) / plan.tps
             for i, token in enumerate(tokens):
                 if (
                     plan.fail
@@ -236,7 +247,7 @@ class Simulator:
                 and await self._fail(writer, emit, dialect, plan, record, closed)
             ):
                 return
-            for event in dialect.tail(request, plan.finish, text):
+            for event in dialect.tail(request, plan.finish, text, thought):
                 await emit(event)
             writer.write(b"0\r\n\r\n")
             await writer.drain()

@@ -4,8 +4,9 @@ from django import template
 from django.utils.safestring import SafeString
 
 from chat.models import Message
+from chat.rendering import format_seconds, render_markdown, reply_body
 from chat.rendering import new_client_id as _new_client_id
-from chat.rendering import render_markdown, reply_body
+from chat.rendering import thought_label as _thought_label
 
 register = template.Library()
 
@@ -23,8 +24,13 @@ def reply_body_of(message: Message) -> SafeString:
 
 @register.filter
 def seconds(milliseconds: int) -> str:
-    value = milliseconds / 1000
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    return format_seconds(milliseconds)
+
+
+@register.filter
+def thought_label(message: Message) -> str:
+    """The summary of a reply's thinking section."""
+    return _thought_label(message.reasoning_ms, active=message.is_active)
 
 
 @register.filter

@@ -122,6 +122,23 @@ document.addEventListener("toggle", (event) => {
   }
 }, true);
 
+// A reply's thinking section stays open across its final frame, which redraws the
+// reply, if the person opened it while it streamed.
+const openThinking = new Set();
+document.addEventListener("toggle", (event) => {
+  const section = event.target;
+  if (!(section instanceof HTMLDetailsElement) || !section.classList.contains("thinking")) return;
+  if (section.open) openThinking.add(section.id);
+  else if (section.isConnected) openThinking.delete(section.id);
+}, true);
+
+document.addEventListener("htmx:wsAfterMessage", () => {
+  openThinking.forEach((id) => {
+    const section = byId(id);
+    if (section && !section.open) section.open = true;
+  });
+});
+
 // Following the stream: stay at the bottom unless the person scrolled up, and then offer
 // a way back. Only a move up stops following, since growing text also fires scroll events.
 let following = true;
