@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
+from chat import feedback
 from chat.models import Message
 from chat.rendering import new_client_id as _new_client_id
 from chat.rendering import render_markdown, reply_body
@@ -40,3 +41,8 @@ def tokens_per_second(message: Message) -> str:
 def new_client_id() -> str:
     """A fresh idempotency key for a button: pressing it twice makes one version."""
     return _new_client_id()
+
+
+@register.simple_tag
+def feedback_comment_limit() -> int:
+    return feedback.COMMENT_LIMIT
