@@ -217,3 +217,15 @@ def test_deleting_a_conversation_in_the_admin_deletes_its_feedback(admin_client,
     )
     assert not Conversation.objects.filter(pk=tides.pk).exists()
     assert list(Feedback.objects.values_list("rating", flat=True)) == ["down"]
+
+
+def test_the_transcript_shows_each_replys_rating_and_comment(client, rated) -> None:
+    rated["up"].comment = HOSTILE
+    rated["up"].save()
+    client.force_login(auditor())
+
+    url = reverse("admin:chat_conversation_transcript", args=[rated["up"].message.conversation_id])
+    html = client.get(url).content.decode()
+
+    assert '<dt>Feedback</dt><dd class="feedback">thumbs up: <span class="plain">&lt;img src=x' in html
+    assert "<img src=x" not in html
