@@ -10,6 +10,8 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -229,3 +231,16 @@ def test_the_transcript_shows_each_replys_rating_and_comment(client, rated) -> N
 
     assert '<dt>Feedback</dt><dd class="feedback">thumbs up: <span class="plain">&lt;img src=x' in html
     assert "<img src=x" not in html
+
+
+def test_the_list_costs_the_same_queries_for_one_row_or_twenty(admin_client) -> None:
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(CHANGELIST).status_code == 200
+        return len(captured)
+
+    rate(make_exchange(make_conversation(make_user("first"), "First"), "Hi", "Hello")[1], "up")
+    one = queries()
+    for n in range(19):
+        rate(make_exchange(make_conversation(make_user(f"user{n}"), f"Chat {n}"), "Hi", "Hello")[1], "down")
+    assert queries() == one
