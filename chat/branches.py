@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from chat import feedback
 from chat.models import Message
 from chat.providers.base import Turn
 
@@ -74,11 +75,13 @@ def _shape(rows: list[tuple[int, int | None, object]]) -> Shape:
 
 
 def annotate(messages: Iterable[Message], shape: Shape) -> list[Message]:
-    """Give each message what its template shows: ``versions`` and ``is_last``."""
+    """Give each message what its template shows: ``versions``, ``is_last`` and
+    ``feedback_given`` (``chat.feedback``)."""
     messages = list(messages)
     for message in messages:
         message.versions = shape.versions.get(message.pk)
         message.is_last = message.pk == shape.last
+    feedback.attach(messages)
     return messages
 
 

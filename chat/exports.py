@@ -103,18 +103,18 @@ def to_csv(conversations: Iterable[Conversation]) -> str:
     for conversation in conversations:
         head = [conversation.pk, conversation.title, conversation.owner.get_username()]
         for message in conversation.messages.all():
-            row = head + [_cell(value) for value in message_data(message).values()]
-            writer.writerow(_defuse(cell) for cell in row)
+            row = head + [cell(value) for value in message_data(message).values()]
+            writer.writerow(defuse(value) for value in row)
     return out.getvalue()
 
 
-def _cell(value: Any) -> Any:
+def cell(value: Any) -> Any:
     if isinstance(value, dict):
         return json.dumps(value) if value else ""
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def _defuse(value: Any) -> Any:
+def defuse(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
         return f"'{value}"
     return value

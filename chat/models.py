@@ -152,6 +152,42 @@ class Message(models.Model):
         # An id must not start with a digit: htmx passes it to querySelector.
         return f"message-{self.pk}"
 
+    @property
+    def can_be_rated(self) -> bool:
+        """A finished reply: complete, or ended another way with text to judge."""
+        if self.role != self.Role.ASSISTANT or self.status not in self.ENDINGS:
+            return False
+        return self.status == self.Status.COMPLETE or bool(self.content)
+
+
+class Feedback(models.Model):
+    """A person's thumbs up or down on a reply, with an optional comment (``chat.feedback``).
+
+    One per person per reply, and only the conversation's owner may give it.
+    """
+
+    class Rating(models.TextChoices):
+        UP = "up", "thumbs up"
+        DOWN = "down", "thumbs down"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    rating = models.CharField(max_length=8, choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        verbose_name_plural = "feedback"
+        indexes = [models.Index(fields=["-updated_at"], name="feedback_recent")]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="feedback_one_per_person_per_reply")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on reply {self.message_id}"
+
 
 class UsageBudget(models.Model):
     """A person's daily allowance, set by an admin; a reply that would start past it is refused."""

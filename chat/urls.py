@@ -12,6 +12,7 @@ urlpatterns = [
     path("conversations/<int:pk>/delete/", views.delete_conversation, name="delete"),
     path("conversations/search/", views.search, name="search"),
     path("replies/<int:pk>/stop/", views.stop_reply, name="stop"),
+    path("replies/<int:pk>/feedback/", views.rate_reply, name="feedback"),
     path("messages/<int:pk>/source/", views.message_source, name="source"),
     path("sessions/end-others/", views.end_other_sessions, name="end_other_sessions"),
     path("export/", exports.download_mine, name="export"),

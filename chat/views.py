@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import access, branches, broadcast, conversations, rendering, replies
+from chat import access, branches, broadcast, conversations, feedback, rendering, replies
 from chat.checks import ChatError
 from chat.models import Conversation, Message
 from chat.providers.config import choices
@@ -101,6 +101,23 @@ def stop_reply(request: HttpRequest, pk: int) -> HttpResponse:
     if reply.is_active:
         async_to_sync(replies.stop)(reply.pk, reply.conversation_id, reply.worker_channel)
     return HttpResponse(status=204)
+
+
+@require_POST
+def rate_reply(request: HttpRequest, pk: int) -> HttpResponse:
+    """Thumbs up, down or none on a finished reply, with a comment: the feedback fragment again."""
+    reply = get_object_or_404(Message, pk=pk, conversation__owner=request.user, role=Message.Role.ASSISTANT)
+    comment = request.POST.get("comment", "")
+    try:
+        given = feedback.do_rate(reply, request.user, request.POST.get("rating", ""), comment)
+    except feedback.Refused as exc:
+        return HttpResponse(str(exc), status=400, content_type="text/plain; charset=utf-8")
+    except ChatError as exc:
+        # Shown in the fragment with what was typed; nothing was saved.
+        feedback.attach([reply])
+        context = {"message": reply, "feedback": reply.feedback_given, "comment": comment, "error": str(exc)}
+        return render(request, "chat/_feedback.html", context)
+    return render(request, "chat/_feedback.html", {"message": reply, "feedback": given, "saved": True})
 
 
 @require_GET

@@ -5,9 +5,10 @@
 - ``live_replies``: replies generating now on any worker, with Stop;
 - ``people``: ending a person's sessions;
 - ``access_log``: the audit log of transcript reads and exports, and of sign-outs;
-- ``budgets``: daily budgets.
+- ``budgets``: daily budgets;
+- ``feedback``: people's ratings of replies, and exports of what they rate.
 """
 
-from chat.admin import access_log, budgets, conversations, live_replies, people
+from chat.admin import access_log, budgets, conversations, feedback, live_replies, people
 
-__all__ = ["access_log", "budgets", "conversations", "live_replies", "people"]
+__all__ = ["access_log", "budgets", "conversations", "feedback", "live_replies", "people"]

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import branches, exports
+from chat import branches, exports, feedback
 from chat.admin import audit
 from chat.admin.usage import UsageRangeForm, build_dashboard
 from chat.budgets import TOKENS, dollars
@@ -90,6 +90,7 @@ def transcript_messages(conversation: Conversation) -> list[Message]:
 
     Siblings (one parent) are versions of a turn: regenerated replies, edited messages.
     ``shown`` marks the path the chat page shows now; the rest are other branches.
+    Each reply carries its owner's rating as ``feedback_given``.
     """
     messages = list(conversation.messages.all())
     branched = any(m.parent_id for m in messages)
@@ -101,6 +102,7 @@ def transcript_messages(conversation: Conversation) -> list[Message]:
         versions = siblings[message.parent_id if branched else message.pk]
         message.version, message.version_count = versions.index(message.pk) + 1, len(versions)
         message.shown = message.pk in shown
+    feedback.attach(messages)
     return messages
 
 

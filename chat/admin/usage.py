@@ -1,4 +1,5 @@
-"""The admin's usage dashboard: tokens and cost per day, person and model, and reply health per model.
+"""The admin's usage dashboard: tokens and cost per day, person and model, and reply health
+and approval (people's thumbs up and down) per model.
 
 Everything is aggregated in the database over the replies created in a range of days;
 the page shows numbers and server-drawn SVG charts, never message text.
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from chat.admin import charts
 from chat.budgets import TOKENS, dollars
-from chat.models import Message
+from chat.models import Feedback, Message
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 366
@@ -94,10 +95,28 @@ def per_model(replies: QuerySet[Message]) -> list[dict[str, Any]]:
         )
         .order_by("-tokens", "choice")
     )
+    approval = approval_per_model(replies)
     for row in rows:
         timed = replies.filter(provider=row["provider"], model=row["model"])
         row["median_ttft_ms"] = median_ttft(timed, row["timed"])
+        row["ups"], row["downs"] = approval.get((row["provider"], row["model"]), (0, 0))
+        rated = row["ups"] + row["downs"]
+        row["approval"] = row["ups"] / rated if rated else None
     return rows
+
+
+def approval_per_model(replies: QuerySet[Message]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Thumbs up and down on ``replies``, per provider and model, in one query."""
+    rows = (
+        Feedback.objects.filter(message__in=replies.values("pk"))
+        .order_by()
+        .values_list("message__provider", "message__model")
+        .annotate(
+            ups=Count("pk", filter=Q(rating=Feedback.Rating.UP)),
+            downs=Count("pk", filter=Q(rating=Feedback.Rating.DOWN)),
+        )
+    )
+    return {(provider, model): (ups, downs) for provider, model, ups, downs in rows}
 
 
 def median_ttft(replies: QuerySet[Message], count: int) -> float | None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0005_sessions_sign_outs_title_usage'),
+        ('chat', '0006_feedback'),
     ]
 
     operations = [

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString
 
+from chat import feedback
 from chat.models import Message
 from chat.rendering import format_seconds, render_markdown, reply_body
 from chat.rendering import new_client_id as _new_client_id
@@ -52,3 +53,8 @@ def new_client_id() -> str:
 def parameters_label(parameters: dict[str, int | float]) -> str:
     """A reply's sampling parameters as its metadata shows them: ``temperature 0.2 · top_p 0.9``."""
     return " · ".join(f"{name} {value:g}" for name, value in parameters.items())
+
+
+@register.simple_tag
+def feedback_comment_limit() -> int:
+    return feedback.COMMENT_LIMIT
