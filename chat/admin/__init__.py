@@ -5,9 +5,10 @@
 - ``live_replies``: replies generating now on any worker, with Stop;
 - ``people``: ending a person's sessions;
 - ``access_log``: the audit log of transcript reads and exports, and of sign-outs;
-- ``budgets``: daily budgets.
+- ``budgets``: daily budgets;
+- ``share_links``: every person's share links, and revoking them.
 """
 
-from chat.admin import access_log, budgets, conversations, live_replies, people
+from chat.admin import access_log, budgets, conversations, live_replies, people, share_links
 
-__all__ = ["access_log", "budgets", "conversations", "live_replies", "people"]
+__all__ = ["access_log", "budgets", "conversations", "live_replies", "people", "share_links"]
