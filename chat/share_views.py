@@ -10,11 +10,10 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import broadcast, shares
 from chat.models import Conversation, Message, ShareLink
@@ -64,24 +63,33 @@ def _live_link(token: str) -> ShareLink:
     return link
 
 
-@login_not_required
-@require_GET
-def shared(request: HttpRequest, token: str) -> HttpResponse:
-    link = _live_link(token)
-    response = render(request, "chat/shared.html", {"snapshot": link.snapshot, "token": token})
+def _unlisted(response: HttpResponse) -> HttpResponse:
+    """A page whose address holds a token: never indexed, never kept in a cache (a revoked
+    link must not live on there)."""
     response["X-Robots-Tag"] = "noindex"
-    response["Referrer-Policy"] = "no-referrer"
-    # A revoked link must not live on in a cache.
     response["Cache-Control"] = "private, no-store"
     return response
 
 
 @login_not_required
-@require_POST
+@require_GET
+def shared(request: HttpRequest, token: str) -> HttpResponse:
+    link = _live_link(token)
+    response = render(request, "chat/shared.html", {"snapshot": link.snapshot, "token": token})
+    response["Referrer-Policy"] = "no-referrer"
+    return _unlisted(response)
+
+
+@require_http_methods(["GET", "POST"])
 def continue_shared(request: HttpRequest, token: str) -> HttpResponse:
-    if not request.user.is_authenticated:
-        # Back to the shared page after logging in, where Continue is one press away.
-        return redirect_to_login(reverse("chat:shared", args=[token]))
-    conversation = shares.do_continue(_live_link(token), request.user)
+    """Asked on a page of its own: under the shared page's no-referrer policy a browser
+    sends a form's Origin as "null", which the CSRF check rightly refuses. Logged out,
+    both go to log in first (``LoginRequiredMiddleware``) and come back here."""
+    link = _live_link(token)
+    if request.method == "GET":
+        return _unlisted(
+            render(request, "chat/continue_shared.html", {"snapshot": link.snapshot, "token": token})
+        )
+    conversation = shares.do_continue(link, request.user)
     async_to_sync(broadcast.sidebar_changed)(request.user.pk)
     return redirect("chat:conversation", pk=conversation.pk)

@@ -235,7 +235,7 @@ def test_the_shared_page_needs_no_login(client, token) -> None:
     response = client.get(shared_url(token))
     assert response.status_code == 200
     assert b"Tide tables" in response.content
-    assert b"Log in to continue" in response.content
+    assert reverse("chat:continue_shared", args=[token]).encode() in response.content
 
 
 def test_the_shared_page_shows_nothing_of_the_owner_or_their_other_chats(client, alice, token) -> None:
@@ -345,16 +345,28 @@ def test_continuing_falls_back_to_the_default_model_when_it_is_gone(client, alic
     assert Conversation.objects.get(owner=bob).model_choice == "demo/demo-1"
 
 
-def test_continuing_when_logged_out_goes_to_log_in_and_back_to_the_shared_page(client, token) -> None:
-    response = client.post(reverse("chat:continue_shared", args=[token]))
+def test_continuing_asks_first_on_a_page_of_its_own(client, bob, token) -> None:
+    client.force_login(bob)
+    response = client.get(reverse("chat:continue_shared", args=[token]))
+    assert b"Its 4 messages will be copied" in response.content
+    assert b'method="post"' in response.content
+    assert (response["X-Robots-Tag"], response["Cache-Control"]) == ("noindex", "private, no-store")
+    assert not Conversation.objects.filter(owner=bob).exists()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_continuing_when_logged_out_goes_to_log_in_and_back(client, token, method: str) -> None:
+    url = reverse("chat:continue_shared", args=[token])
+    response = getattr(client, method)(url)
     assert response.status_code == 302
-    assert response["Location"] == f"{reverse('login')}?next={shared_url(token)}"
+    assert response["Location"] == f"{reverse('login')}?next={url}"
     assert Conversation.objects.count() == 1
 
 
 def test_a_revoked_link_cannot_be_continued(client, bob, token, sim) -> None:
     ShareLink.objects.update(revoked_at=timezone.now())
     client.force_login(bob)
+    assert client.get(reverse("chat:continue_shared", args=[token])).status_code == 404
     assert client.post(reverse("chat:continue_shared", args=[token])).status_code == 404
     assert not Conversation.objects.filter(owner=bob).exists()
 
