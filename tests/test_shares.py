@@ -238,6 +238,10 @@ def test_the_shared_page_needs_no_login(client, token) -> None:
     assert reverse("chat:continue_shared", args=[token]).encode() in response.content
 
 
+def test_the_shared_page_sets_no_cookie(client, token) -> None:
+    assert not client.get(shared_url(token)).cookies
+
+
 def test_the_shared_page_shows_nothing_of_the_owner_or_their_other_chats(client, alice, token) -> None:
     Conversation.objects.create(owner=alice, provider="demo", model="demo-1", title="Private diary")
     content = client.get(shared_url(token)).content
@@ -403,3 +407,16 @@ def test_the_owners_pages_send_a_logged_out_visitor_to_log_in(client, tides, tok
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("login"))
     assert ShareLink.objects.filter(revoked_at=None).count() == 1
+
+
+def test_a_reply_on_the_shared_page_is_drawn_as_the_chat_draws_it(client, alice, sim) -> None:
+    conversation = Conversation.objects.create(owner=alice, provider="demo", model="demo-1")
+    tree = Tree(conversation)
+    # A table cut off after its header row: the chat draws it as a table already.
+    tree.add("assistant", "Look:\n\n| Dialect | End |", tree.add("user", "Tables?"))
+    client.force_login(alice)
+    token = make_link(client, conversation)
+    chat = client.get(reverse("chat:conversation", args=[conversation.pk])).content.decode()
+    shared = client.get(shared_url(token)).content.decode()
+    assert "<th>Dialect</th>" in chat
+    assert "<th>Dialect</th>" in shared
