@@ -30,11 +30,11 @@ def create_conversation(owner: AbstractBaseUser, model_choice: str = "") -> Conv
     empty = Conversation.objects.filter(owner=owner, messages__isnull=True).first()
     if empty:
         return empty
-    provider, model = check_model_choice(model_choice) if model_choice else _default_model()
+    provider, model = check_model_choice(model_choice) if model_choice else default_model()
     return Conversation.objects.create(owner=owner, provider=provider, model=model)
 
 
-def _default_model() -> tuple[str, str]:
+def default_model() -> tuple[str, str]:
     provider = next(iter(get_providers().values()))
     return provider.name, provider.models[0].name
 

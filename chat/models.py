@@ -313,3 +313,32 @@ class Revocation(models.Model):
 
     def __str__(self) -> str:
         return f"sessions of {self.user_id}: {self.reason}"
+
+
+class ShareLink(models.Model):
+    """A read-only snapshot of a conversation's visible branch, opened by an unguessable token.
+
+    Only the token's SHA-256 is stored (``chat.shares``), so a copy of the database opens
+    no link; the owner sees the token once, when it is made. The snapshot is copied at
+    that moment, so later messages, edits and other branches never reach it.
+    """
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True)
+    # {"title", "provider", "model", "system_prompt", "messages": [{"role", "content", ...}]}
+    snapshot = models.JSONField()
+    includes_system_prompt = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["conversation", "-created_at"], name="share_conversation_recent")]
+        permissions = [("revoke_sharelink", "Can revoke any person's share link")]
+
+    def __str__(self) -> str:
+        return f"Share link {self.pk} of {self.conversation}"
+
+    @property
+    def message_count(self) -> int:
+        return len(self.snapshot.get("messages", []))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import exports, views
+from chat import exports, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -15,6 +15,11 @@ urlpatterns = [
     path("replies/<int:pk>/feedback/", views.rate_reply, name="feedback"),
     path("messages/<int:pk>/source/", views.message_source, name="source"),
     path("sessions/end-others/", views.end_other_sessions, name="end_other_sessions"),
+    path("conversations/<int:pk>/shares/", share_views.share_links, name="share_links"),
+    path("conversations/<int:pk>/shares/new/", share_views.make_share_link, name="make_share_link"),
+    path("shares/<int:pk>/revoke/", share_views.revoke_share_link, name="revoke_share_link"),
+    path("shared/<str:token>/", share_views.shared, name="shared"),
+    path("shared/<str:token>/continue/", share_views.continue_shared, name="continue_shared"),
     path("export/", exports.download_mine, name="export"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

@@ -6,9 +6,10 @@
 - ``people``: ending a person's sessions;
 - ``access_log``: the audit log of transcript reads and exports, and of sign-outs;
 - ``budgets``: daily budgets;
-- ``feedback``: people's ratings of replies, and exports of what they rate.
+- ``feedback``: people's ratings of replies, and exports of what they rate;
+- ``share_links``: every person's share links, and revoking them.
 """
 
-from chat.admin import access_log, budgets, conversations, feedback, live_replies, people
+from chat.admin import access_log, budgets, conversations, feedback, live_replies, people, share_links
 
-__all__ = ["access_log", "budgets", "conversations", "feedback", "live_replies", "people"]
+__all__ = ["access_log", "budgets", "conversations", "feedback", "live_replies", "people", "share_links"]

@@ -23,6 +23,12 @@ def reply_body_of(message: Message) -> SafeString:
     return reply_body(message.pk, message.content)
 
 
+@register.simple_tag
+def shared_reply_body(text: str, number: int) -> SafeString:
+    """A reply of a shared copy, numbered on its page, drawn exactly as the chat draws it."""
+    return reply_body(number, text)
+
+
 @register.filter
 def seconds(milliseconds: int) -> str:
     return format_seconds(milliseconds)
