@@ -6,6 +6,7 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from chat import access, configuration  # noqa: F401 (configuration registers its checks)
+        from chat import access, attachments, configuration  # noqa: F401 (configuration registers its checks)
 
         access.connect_signals()
+        attachments.connect_signals()

@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from chat import feedback
-from chat.models import Message
-from chat.providers.base import Turn
+from chat import attachments, feedback
+from chat.models import Attachment, Message
+from chat.providers.base import Image, Turn
 
 # Sent after a reply cut off by the token limit, so every dialect gets a person's turn last.
 CONTINUE_PROMPT = "Continue exactly where your last reply stopped, without repeating any of it."
@@ -114,18 +114,32 @@ def history_of(reply: Message) -> list[Message]:
     return history[::-1]
 
 
-def turns_for(reply: Message, history: list[Message] | None = None) -> list[Turn]:
+def turns_for(
+    reply: Message, history: list[Message] | None = None, *, images_as_data: bool = True
+) -> list[Turn]:
     """What the model is sent for ``reply``, whose ancestors are ``history`` (read when None).
 
     Failed replies and empty messages are left out; a reply and its continuations are one
-    turn; a continuation (its parent is a reply) ends with a request to go on.
+    turn; a continuation (its parent is a reply) ends with a request to go on. Attached
+    documents join their message's text; attached images go as data, or as signed
+    addresses where the dialect takes no data (``chat.attachments``).
     """
+    history = history_of(reply) if history is None else history
+    files = attachments.files_of([m for m in history if m.attachments])
     turns: list[Turn] = []
-    for message in history_of(reply) if history is None else history:
-        if not message.content or message.status == Message.Status.ERROR:
+    for message in history:
+        if not (message.content or message.attachments) or message.status == Message.Status.ERROR:
             continue
         if turns and message.role == turns[-1].role == "assistant":
             turns[-1] = Turn("assistant", turns[-1].content + message.content)
+        elif found := files.get(message.pk):
+            content = attachments.with_documents(message.content, found)
+            images = tuple(
+                Image(a.name, attachments.image_reference(a, images_as_data))
+                for a in found
+                if a.kind == Attachment.Kind.IMAGE
+            )
+            turns.append(Turn(str(message.role), content, message.image_url, images))
         else:
             turns.append(Turn(str(message.role), message.content, message.image_url))
     if turns and turns[-1].role == "assistant":

@@ -31,9 +31,10 @@ class NotFound(ChatError):
     """The conversation is not the person's, or no longer exists."""
 
 
-def check_message(text: str, image_url: str = "") -> tuple[str, str]:
+def check_message(text: str, image_url: str = "", *, files: bool = False) -> tuple[str, str]:
+    """``files``: the message carries attachments, so it may have no text."""
     text, image_url = text.strip(), image_url.strip()
-    if not text:
+    if not text and not files:
         raise ChatError("Type a message first.")
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ChatError(

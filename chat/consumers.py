@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
 
-from chat import access, broadcast, conversations, metrics, rendering, replies, services
+from chat import access, attachments, broadcast, conversations, metrics, rendering, replies, services
 from chat.following import Follower, get_messages, newest_message
 from chat.logs import once_a_minute
 from chat.models import Conversation, Message
@@ -268,8 +268,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         except services.ChatError as exc:
-            text = str(data.get("message", "")) if data.get("action", "send") == "send" else ""
-            await self.send(rendering.composer_html(error=str(exc), text=text))
+            sending = data.get("action", "send") == "send"
+            text = str(data.get("message", "")) if sending else ""
+            # What was attached stays in the box with the text, to send again.
+            kept = (
+                await database_sync_to_async(attachments.unsent)(self.user_id, file_keys(data))
+                if sending
+                else []
+            )
+            await self.send(rendering.composer_html(error=str(exc), text=text, files=kept))
             return
         if started is not None:  # None: a repeated frame, already answered
             if started.appended:
@@ -376,6 +383,13 @@ def client_id(data: dict[str, Any]) -> str:
     return str(data.get("client_id", ""))[:64]
 
 
+def file_keys(data: dict[str, Any]) -> list[str]:
+    """The uploads a frame names: htmx sends one field as a string, several as a list."""
+    keys = data.get("attachment", [])
+    keys = [keys] if isinstance(keys, str) else keys
+    return [str(key)[:64] for key in keys if key][:100] if isinstance(keys, list) else []
+
+
 def message_id(data: dict[str, Any]) -> int:
     if not isinstance(value := data.get("id"), int):
         raise services.ChatError("That message is not in this conversation.")
@@ -391,6 +405,7 @@ async def _send(
         str(data.get("message", "")),
         client_id=client_id(data),
         image_url=str(data.get("image_url", "")),
+        files=file_keys(data),
         session_key=session_key,
     )
 

@@ -21,8 +21,8 @@ from django.utils import timezone
 from chat.models import Conversation, Message
 
 MESSAGE_FIELDS = [
-    "id", "parent_id", "role", "content", "reasoning", "image_url", "status", "provider", "model",
-    "parameters", "finish_reason", "error", "input_tokens", "output_tokens", "reasoning_tokens",
+    "id", "parent_id", "role", "content", "reasoning", "attachments", "image_url", "status", "provider",
+    "model", "parameters", "finish_reason", "error", "input_tokens", "output_tokens", "reasoning_tokens",
     "tokens_estimated", "cost", "time_to_first_token_ms", "reasoning_ms", "duration_ms", "retries",
     "created_at",
 ]  # fmt: skip
@@ -38,6 +38,8 @@ def with_messages(conversations: QuerySet[Conversation]) -> QuerySet[Conversatio
 
 
 def message_data(message: Message) -> dict[str, Any]:
+    """A message's fields. Attachments are listed by reference (name, kind, size, tokens and
+    the key of the file), not carried as data: an export stays text."""
     return {name: getattr(message, name) for name in MESSAGE_FIELDS}
 
 
@@ -82,6 +84,8 @@ def to_markdown(conversations: Iterable[Conversation]) -> str:
             if message.reasoning:
                 parts.append(f"<details><summary>Thinking</summary>\n\n{message.reasoning}\n\n</details>\n\n")
             parts.append(f"{message.content}\n")
+            for file in message.attachments:
+                parts.append(f"\n- Attached: {file['name']} ({file['kind']})\n")
             if message.error:
                 parts.append(f"\n> Error: {message.error}\n")
         parts.append("\n---\n\n")
@@ -109,6 +113,8 @@ def to_csv(conversations: Iterable[Conversation]) -> str:
 
 
 def cell(value: Any) -> Any:
+    if isinstance(value, list):  # attachments: their names
+        return "; ".join(file["name"] for file in value)
     if isinstance(value, dict):
         return json.dumps(value) if value else ""
     return value.isoformat() if hasattr(value, "isoformat") else value

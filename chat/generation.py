@@ -26,6 +26,7 @@ from django.conf import settings
 from chat import branches, broadcast, metrics, rendering, replies
 from chat.markdown import Live
 from chat.models import Message
+from chat.providers import DIALECTS
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
 from chat.providers.events import Finished, ReasoningDelta, TextDelta, UpstreamError, Usage
@@ -52,7 +53,9 @@ def load_job(reply: Message, history: list[Message] | None = None) -> Job:
     """What ``reply`` (its conversation loaded) is to be generated from; ``history``, its
     ancestors, when the caller has them already."""
     # The history follows the reply's own branch (chat.branches), never another version.
-    turns = branches.turns_for(reply, history)
+    provider = get_providers().get(reply.provider)
+    images_as_data = DIALECTS[provider.dialect].IMAGE_DATA if provider else True
+    turns = branches.turns_for(reply, history, images_as_data=images_as_data)
     return Job(reply.provider, reply.model, reply.conversation.system_prompt, turns, reply.parameters)
 
 

@@ -92,6 +92,9 @@ class Message(models.Model):
     selected_at = models.DateTimeField(default=timezone.now)
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
+    # What its page shows of its attachments (``chat.attachments.summary``), so drawing a
+    # message never asks the database; the files themselves are ``files``.
+    attachments = models.JSONField(default=list, blank=True)
     # What a reasoning model showed of its thinking, apart from the answer: never sent
     # back to the model as history. ``reasoning_ms``: how long it thought.
     reasoning = models.TextField(blank=True)
@@ -158,6 +161,46 @@ class Message(models.Model):
         if self.role != self.Role.ASSISTANT or self.status not in self.ENDINGS:
             return False
         return self.status == self.Status.COMPLETE or bool(self.content)
+
+
+def _attachment_path(attachment: Attachment, filename: str) -> str:
+    # A random name: nothing of the person's file name reaches the file system.
+    return f"attachments/{attachment.key[:2]}/{filename}"
+
+
+class Attachment(models.Model):
+    """A file a person attached to a message (``chat.attachments``), or uploaded for their
+    next one (``message`` empty). ``key`` is what its URL carries: random, unguessable."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image"
+        DOCUMENT = "document"
+
+    key = models.CharField(max_length=64, unique=True)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="files"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    file = models.FileField(upload_to=_attachment_path, max_length=200)
+    # A document's text, as the prompt carries it, and about how many tokens that is.
+    text = models.TextField(blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # Uploads never sent, for the retention command to remove.
+            models.Index(fields=["message", "created_at"], name="attachment_unsent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Feedback(models.Model):

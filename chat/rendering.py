@@ -22,7 +22,7 @@ from pygments.formatters import HtmlFormatter
 
 from chat.markdown import Frame, reply_html
 from chat.markdown import render_markdown as _render_markdown
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 from chat.providers import accepts_images, parameters_of
 from chat.providers.config import choices, get_providers
 from chat.providers.parameters import Parameter, Value
@@ -198,11 +198,12 @@ def signed_out_html(reason: str, next_url: str) -> str:
     return render_to_string("chat/_signed_out.html", {"reason": reason, "next": next_url, "oob": True})
 
 
-def composer_html(error: str = "", text: str = "", image_url: str = "") -> str:
-    return render_to_string(
-        "chat/_composer.html",
-        {"client_id": new_client_id(), "error": error, "text": text, "image_url": image_url, "oob": True},
-    )
+def composer_html(
+    error: str = "", text: str = "", image_url: str = "", files: Iterable[Attachment] = ()
+) -> str:
+    """The message box, empty, or as it was with why it was not sent."""
+    context = {"client_id": new_client_id(), "error": error, "text": text, "image_url": image_url}
+    return render_to_string("chat/_composer.html", {**context, "files": files, "oob": True})
 
 
 def new_client_id() -> str:

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from chat import branches, broadcast
+from chat import attachments, branches, broadcast
 from chat.access import EXPIRED, SignedOut, signed_in
 from chat.budgets import check_budget
 from chat.checks import (
@@ -174,20 +174,27 @@ async def send_message(
     *,
     client_id: str = "",
     image_url: str = "",
+    files: list[str] | None = None,
     session_key: str | None = None,
 ) -> Started | None:
     """Store the message and a pending reply, then start generating it in this process.
+    ``files``: the keys of uploads the message carries (``chat.attachments``).
 
     Raises ``ChatError`` for bad input (``NotFound`` for a conversation that is not the
     person's, or gone); returns None for a repeated ``client_id``.
     """
-    text, image_url = check_message(text, image_url)
+    text, image_url = check_message(text, image_url, files=bool(files))
 
     def write(conversation: Conversation, worker_channel: str) -> tuple[Message, Message] | None:
         check_image(conversation, image_url)
-        return do_start_reply(
-            conversation, text, client_id=client_id, worker_channel=worker_channel, image_url=image_url
-        )
+        uploads = attachments.check_attachments(conversation, files or [])
+        with transaction.atomic():
+            started = do_start_reply(
+                conversation, text, client_id=client_id, worker_channel=worker_channel, image_url=image_url
+            )
+            if started is not None:
+                attachments.do_attach(started[0], uploads)
+        return started
 
     return await _start(owner_id, conversation_id, write, append=True, session_key=session_key)
 
@@ -233,18 +240,22 @@ async def edit_and_resend(
 
     What followed the old version stays on its branch, one click away.
     """
-    text, _ = check_message(text)
 
     def write(conversation: Conversation, worker_channel: str) -> tuple[Message, Message] | None:
         original = check_branch(conversation, message_id, Message.Role.USER)
-        return do_add_turn(
+        # Its files go with the new version; with them, the text may be left empty.
+        checked, _ = check_message(text, files=bool(original.attachments))
+        started = do_add_turn(
             conversation,
             original.parent_id,
-            text,
+            checked,
             original.image_url,
             client_id=client_id,
             worker_channel=worker_channel,
         )
+        if started is not None and original.attachments:
+            attachments.do_copy(original.attachments, conversation.owner_id, started[0])
+        return started
 
     return await _start(owner_id, conversation_id, write, session_key=session_key)
 

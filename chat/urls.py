@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import exports, share_views, views
+from chat import attachment_views, exports, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -20,6 +20,9 @@ urlpatterns = [
     path("shares/<int:pk>/revoke/", share_views.revoke_share_link, name="revoke_share_link"),
     path("shared/<str:token>/", share_views.shared, name="shared"),
     path("shared/<str:token>/continue/", share_views.continue_shared, name="continue_shared"),
+    path("attachments/", attachment_views.upload, name="upload"),
+    path("attachments/<str:key>/", attachment_views.download, name="attachment"),
+    path("attachments/signed/<str:token>/", attachment_views.signed, name="signed_attachment"),
     path("export/", exports.download_mine, name="export"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

@@ -290,5 +290,20 @@ CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 32_000)
 CHAT_MESSAGES_PER_MINUTE = env_int("CHAT_MESSAGES_PER_MINUTE", 30)
 CHAT_MAX_CONCURRENT_REPLIES = env_int("CHAT_MAX_CONCURRENT_REPLIES", 3)
 CHAT_MAX_RETRY_WAIT = env_float("CHAT_MAX_RETRY_WAIT", 20.0)
+# Attachments (chat.attachments): stored through Django's storage API, by default files
+# under MEDIA_ROOT, which must never be served directly: only chat's views serve them.
+MEDIA_ROOT = Path(env_str("CHAT_MEDIA_ROOT", str(VAR_DIR / "media")))
+CHAT_MAX_UPLOAD_BYTES = env_int("CHAT_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
+CHAT_MAX_IMAGE_PIXELS = env_int("CHAT_MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+CHAT_MAX_DOCUMENT_TOKENS = env_int("CHAT_MAX_DOCUMENT_TOKENS", 100_000, minimum=1)
+CHAT_MAX_ATTACHMENTS = env_int("CHAT_MAX_ATTACHMENTS", 8, minimum=1)
+# Where an upstream that takes images only by URL (MuAPI) can fetch them: this server's
+# public address, e.g. https://chat.example.com. Empty: such models refuse images.
+CHAT_PUBLIC_BASE_URL = env_str("CHAT_PUBLIC_BASE_URL")
+if CHAT_PUBLIC_BASE_URL and not CHAT_PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"CHAT_PUBLIC_BASE_URL={CHAT_PUBLIC_BASE_URL!r}: expected an address starting with https:// or http://"
+    )
+CHAT_SIGNED_URL_MAX_AGE = env_int("CHAT_SIGNED_URL_MAX_AGE", 600, minimum=1)
 # A scraper sending "Authorization: Bearer <this>" may read /metrics; staff always may.
 CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN")

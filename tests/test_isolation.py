@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "bob-secret-marker-4821"
 FOREIGN_ID = 9001
+# Bob's attached file: its key names it in URLs.
+FOREIGN_KEY = f"bob-file-{FOREIGN_ID}"
 
 
 def every_route(patterns=None, prefix: str = "") -> list[str]:
@@ -31,24 +34,32 @@ def concrete(route: str) -> str | None:
     route = route.lstrip("^").rstrip("$").replace("\\Z", "")
     route = re.sub(r"<(?:int:)?\w*(?:pk|id)\w*>", str(FOREIGN_ID), route)
     route = re.sub(r"\(\?P<\w*(?:pk|id)\w*>[^)]*\)", str(FOREIGN_ID), route)
+    route = route.replace("<str:key>", FOREIGN_KEY)
     if "<" in route or "(?P" in route or "\\" in route:
         return None
     return "/" + route
 
 
 @pytest.fixture
-def bobs_data(django_user_model) -> None:
+def bobs_data(django_user_model, settings, tmp_path) -> None:
+    settings.MEDIA_ROOT = tmp_path
     bob = django_user_model.objects.create_user("bob", password="x" * 12)
     conversation = Conversation.objects.create(
         pk=FOREIGN_ID, owner=bob, provider="demo", model="demo-1", title=SECRET, system_prompt=SECRET
     )
-    Message.objects.create(pk=FOREIGN_ID, conversation=conversation, role="user", content=SECRET)
+    message = Message.objects.create(pk=FOREIGN_ID, conversation=conversation, role="user", content=SECRET)
+    file = Attachment(
+        key=FOREIGN_KEY, owner=bob, message=message, kind="document", name="secret.txt", size=22
+    )
+    file.content_type, file.text = "text/plain", SECRET
+    file.file.save("secret.txt", ContentFile(SECRET.encode()), save=True)
 
 
 def test_every_url_is_walked() -> None:
     routes = [concrete(r) for r in every_route()]
     assert sum(1 for r in routes if r and str(FOREIGN_ID) in r) >= 4
     assert "/conversations/9001/" in routes
+    assert f"/attachments/{FOREIGN_KEY}/" in routes
 
 
 def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, sim) -> None:

@@ -15,7 +15,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -23,11 +23,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import smart_split, unescape_string_literal
 
-from chat import branches, exports, feedback
+from chat import attachment_views, branches, exports, feedback
 from chat.admin import audit
 from chat.admin.usage import UsageRangeForm, build_dashboard
 from chat.budgets import TOKENS, dollars
-from chat.models import Conversation, Message, TranscriptAccess
+from chat.models import Attachment, Conversation, Message, TranscriptAccess
 
 
 class ModelFilter(admin.SimpleListFilter):
@@ -229,6 +229,11 @@ class ConversationAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("<int:pk>/transcript/", view(self.transcript_view), name="chat_conversation_transcript"),
+            path(
+                "<int:pk>/attachments/<str:key>/",
+                view(self.attachment_view),
+                name="chat_conversation_attachment",
+            ),
             path("usage/", view(self.usage_view), name="chat_conversation_usage"),
             *super().get_urls(),
         ]
@@ -247,6 +252,18 @@ class ConversationAdmin(admin.ModelAdmin):
             "accesses": audit.accesses_of(conversation),
         }
         return TemplateResponse(request, "admin/chat/conversation/transcript.html", context)
+
+    def attachment_view(self, request: HttpRequest, pk: int, key: str) -> FileResponse:
+        """A file of a conversation, read as its transcript is: with the permission, logged."""
+        if not audit.can_read_transcripts(request.user):
+            raise PermissionDenied
+        attachment = get_object_or_404(
+            Attachment.objects.select_related("message__conversation__owner"),
+            key=key,
+            message__conversation=pk,
+        )
+        audit.record_access(request.user, [attachment.message.conversation])
+        return attachment_views.serve(attachment)
 
     def usage_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):

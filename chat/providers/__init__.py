@@ -4,7 +4,9 @@ A dialect is pure: ``build_request`` turns a conversation into an HTTP request, 
 ``Parser`` turns server-sent events into typed events. Neither touches the network, the
 database or a socket; ``chat.upstream`` does the I/O. ``ACCEPTS_IMAGES`` says whether a
 message's image URL can be sent; a model in the providers file may say it reads none.
-``PARAMETERS`` maps the sampling parameters it takes to its own field names.
+``IMAGE_DATA`` says whether an attached image may go as a data URL (else as a signed
+address), ``MAX_IMAGES`` how many a message may carry. ``PARAMETERS`` maps the sampling
+parameters it takes to its own field names.
 """
 
 from __future__ import annotations

@@ -21,10 +21,24 @@ MAX_REASON = 50
 
 
 @dataclass(frozen=True)
+class Image:
+    """An attached image as a dialect sends it: a data URL or a signed address."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
 class Turn:
     role: str  # "user" or "assistant"
     content: str
     image_url: str = ""
+    images: tuple[Image, ...] = ()
+
+    @property
+    def image_urls(self) -> list[str]:
+        """Every image the turn shows the model: the typed URL, then the attached ones."""
+        return ([self.image_url] if self.image_url else []) + [image.url for image in self.images]
 
 
 @dataclass(frozen=True)
@@ -75,15 +89,18 @@ def flatten_history(turns: Sequence[Turn], system_prompt: str = "") -> str:
         Assistant:
 
     The trailing ``Assistant:`` cues the model to answer. An earlier message's image
-    cannot be sent again, so its URL is named (``[image: URL]``) for the model to know it
-    was there; the latest message's image is the dialect's to send or refuse.
+    cannot be sent again, so it is named (``[image: URL]``, ``[image: photo.png]`` for an
+    attached one) for the model to know it was there; the latest message's image is the
+    dialect's to send or refuse.
     """
     if len(turns) == 1 and not system_prompt:
         return turns[0].content
     parts = [f"System: {system_prompt}"] if system_prompt else []
     for index, turn in enumerate(turns):
-        image = f"\n[image: {turn.image_url}]" if turn.image_url and index < len(turns) - 1 else ""
-        parts.append(f"{'User' if turn.role == 'user' else 'Assistant'}: {turn.content}{image}")
+        named = [turn.image_url] if turn.image_url else []
+        named += [image.name for image in turn.images]
+        images = "".join(f"\n[image: {name}]" for name in named) if index < len(turns) - 1 else ""
+        parts.append(f"{'User' if turn.role == 'user' else 'Assistant'}: {turn.content}{images}")
     return "\n\n".join([*parts, "Assistant:"])
 
 

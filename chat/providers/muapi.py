@@ -19,6 +19,9 @@ from chat.providers.config import Provider
 from chat.providers.parameters import Value
 
 ACCEPTS_IMAGES = True
+# One image, by address only: an attached one goes as a signed URL (chat.attachments).
+IMAGE_DATA = False
+MAX_IMAGES = 1
 # Its documented request has no sampling fields.
 PARAMETERS: dict[str, str] = {}
 Parser = openai_chat.Parser
@@ -34,8 +37,8 @@ def build_request(
     body: dict[str, Any] = {"prompt": flatten_history(turns)}
     if system_prompt:
         body["system_prompt"] = system_prompt
-    if turns and turns[-1].image_url:
-        body["image_url"] = turns[-1].image_url
+    if turns and (urls := turns[-1].image_urls):
+        body["image_url"] = urls[0]
     headers = {"x-api-key": key} if (key := provider.api_key()) else {}
     url = f"{provider.base_url}/{quote(model, safe='')}/stream"
     return Request(url=url, json=body, headers=headers)

@@ -36,15 +36,18 @@ from chat.providers.events import Event, ReasoningDelta, TextDelta, UpstreamErro
 from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
+# Images may go as data URLs, several to a message.
+IMAGE_DATA = True
+MAX_IMAGES = 20
 PARAMETERS = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "top_p"}
 
 
 def _content(turn: Turn) -> str | list[dict[str, Any]]:
-    if not turn.image_url:
+    if not (urls := turn.image_urls):
         return turn.content
     return [
         {"type": "text", "text": turn.content},
-        {"type": "image_url", "image_url": {"url": turn.image_url}},
+        *({"type": "image_url", "image_url": {"url": url}} for url in urls),
     ]
 
 

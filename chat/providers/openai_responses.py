@@ -34,6 +34,8 @@ from chat.providers.events import Event, ReasoningDelta, TextDelta, UpstreamErro
 from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = True
+IMAGE_DATA = True
+MAX_IMAGES = 20
 PARAMETERS = {"temperature": "temperature", "max_tokens": "max_output_tokens", "top_p": "top_p"}
 # incomplete_details.reason -> the finish reason the app records
 REASONS = {"max_output_tokens": "length"}
@@ -41,11 +43,11 @@ THINKING = {"response.reasoning_summary_text.delta", "response.reasoning_text.de
 
 
 def _content(turn: Turn) -> str | list[dict[str, str]]:
-    if not turn.image_url:
+    if not (urls := turn.image_urls):
         return turn.content
     return [
         {"type": "input_text", "text": turn.content},
-        {"type": "input_image", "image_url": turn.image_url},
+        *({"type": "input_image", "image_url": url} for url in urls),
     ]
 
 

@@ -35,6 +35,8 @@ from chat.providers.events import Event, TextDelta, UpstreamError
 from chat.providers.parameters import Value, request_fields
 
 ACCEPTS_IMAGES = False
+IMAGE_DATA = False
+MAX_IMAGES = 0
 PARAMETERS = {"temperature": "temperature", "max_tokens": "maxTokens"}
 
 
@@ -50,7 +52,7 @@ def build_request(
     Raises ``UpstreamError`` when the latest message has an image, a backstop for a
     caller that did not check ``accepts_images`` first.
     """
-    if turns and turns[-1].image_url:
+    if turns and turns[-1].image_urls:
         raise UpstreamError("this model's API (text-delta) cannot take an image")
     body: dict[str, Any] = {"prompt": flatten_history(turns, system_prompt)}
     body |= request_fields(parameters or {}, provider.defaults, PARAMETERS)

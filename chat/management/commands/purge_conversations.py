@@ -1,7 +1,8 @@
-"""Delete conversations older than a retention period, with their messages.
+"""Delete conversations older than a retention period, with their messages and files.
 
 Age is the last activity (``updated_at``). A conversation with a reply still generating is
 kept. Access records stay, with the conversation's name, so the audit trail survives.
+Uploads never sent with a message are deleted after a day (``UNSENT_FOR``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import Attachment, Conversation, Message
 
 # Small batches keep each transaction short, so a live site's writers are not blocked for long.
 BATCH = 500
+UNSENT_FOR = timedelta(days=1)
 
 
 def expired(days: int) -> QuerySet[Conversation]:
@@ -46,3 +48,5 @@ class Command(BaseCommand):
                 _, by_model = expired(days).filter(pk__in=batch).delete()
             deleted += by_model.get(Conversation._meta.label, 0)
         self.stdout.write(f"Deleted {deleted} conversations older than {days} days.")
+        # Each file goes with its row (chat.attachments): the delete signals every one.
+        Attachment.objects.filter(message__isnull=True, created_at__lt=timezone.now() - UNSENT_FOR).delete()

@@ -1,0 +1,326 @@
+"""Files a person attaches to a message: images and text documents.
+
+An upload is checked, stored and shown in the composer before the message is sent; the
+message then takes it (``attach``). Images are decoded by Pillow, which must recognise
+them as one of the allowed types within the pixel limit, and re-encoded, which drops
+their metadata (EXIF GPS and the like). Documents are read as text (PDF by pypdf) and go
+into the prompt marked by their file name. Files are stored through Django's storage API
+under a random name; the URL that serves one carries an unguessable key and answers only
+its owner (staff read them through the admin transcript, which logs it).
+
+An image reaches the model as data (a base64 data URL) where the dialect takes one, so
+the server never fetches a URL for it. A dialect that takes only a URL (MuAPI) gets a
+signed, expiring address on ``CHAT_PUBLIC_BASE_URL``; without one, such a message is
+refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import secrets
+from pathlib import PurePath
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models.signals import post_delete
+from django.urls import reverse
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pypdf import PdfReader
+from pypdf.errors import PyPdfError
+
+from chat.checks import ChatError
+from chat.models import Attachment, Conversation, Message
+from chat.providers import DIALECTS
+from chat.providers.config import get_providers
+
+# Pillow's format -> how it is stored and served.
+IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+# GIF is stored as PNG (its first frame): what every vision model reads.
+SAVED_AS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP", "GIF": "PNG"}
+TEXT_SUFFIXES = {
+    ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml",
+    ".ini", ".cfg", ".log", ".xml", ".html", ".css", ".js", ".ts", ".tsx", ".jsx", ".py", ".rb",
+    ".go", ".rs", ".java", ".kt", ".c", ".h", ".cpp", ".hpp", ".cs", ".php", ".sh", ".sql", ".swift",
+}  # fmt: skip
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
+KINDS = "an image (PNG, JPEG, WebP or GIF), a PDF, or a text file (plain text, Markdown, CSV or code)"
+SIGNING_SALT = "chat.attachments"
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def estimate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def clean_name(name: str) -> str:
+    """The file's own name, without any path, for showing and for the prompt."""
+    name = PurePath(name.replace("\\", "/")).name.strip()
+    return "".join(c for c in name if c.isprintable())[:200] or "file"
+
+
+# Reading an upload
+
+
+def do_upload(owner_id: int, upload: UploadedFile) -> Attachment:
+    """Check and store one file for ``owner_id``'s next message; ChatError says why not."""
+    name = clean_name(upload.name or "")
+    if upload.size is not None and upload.size > settings.CHAT_MAX_UPLOAD_BYTES:
+        raise ChatError(
+            f"{name} is {_size(upload.size)}; the limit is {_size(settings.CHAT_MAX_UPLOAD_BYTES)}."
+        )
+    data = upload.read(settings.CHAT_MAX_UPLOAD_BYTES + 1)
+    if len(data) > settings.CHAT_MAX_UPLOAD_BYTES:
+        raise ChatError(f"{name} is over {_size(settings.CHAT_MAX_UPLOAD_BYTES)}, the limit.")
+    if not data:
+        raise ChatError(f"{name} is empty.")
+    image = _image_format(data)
+    attachment = Attachment(owner_id=owner_id, key=new_key(), name=name)
+    if image is not None:
+        stored, width, height = read_image(name, data, image)
+        saved_as = SAVED_AS[image]
+        attachment.kind = Attachment.Kind.IMAGE
+        attachment.content_type = IMAGE_TYPES[saved_as]
+        attachment.width, attachment.height = width, height
+        suffix = {"JPEG": ".jpg"}.get(saved_as, f".{saved_as.lower()}")
+    else:
+        text = read_document(name, data)
+        stored, suffix = data, PurePath(name).suffix.lower()
+        attachment.kind = Attachment.Kind.DOCUMENT
+        attachment.content_type = "application/pdf" if suffix == ".pdf" else "text/plain; charset=utf-8"
+        attachment.text, attachment.tokens = text, estimate_tokens(text)
+        if attachment.tokens > settings.CHAT_MAX_DOCUMENT_TOKENS:
+            raise ChatError(
+                f"{name} is about {attachment.tokens:,} tokens of text; "
+                f"the limit is {settings.CHAT_MAX_DOCUMENT_TOKENS:,}."
+            )
+    attachment.size = len(stored)
+    attachment.file.save(f"{attachment.key}{suffix}", ContentFile(stored), save=False)
+    attachment.save()
+    return attachment
+
+
+def _image_format(data: bytes) -> str | None:
+    """The format Pillow recognises ``data`` as, or None when it is no image at all."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format or ""
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def read_image(name: str, data: bytes, image_format: str) -> tuple[bytes, int, int]:
+    """The image re-encoded without its metadata, and its size; ChatError if it is not an
+    allowed type, too large in pixels, or broken."""
+    if image_format not in IMAGE_TYPES:
+        raise ChatError(f"{name} is a {image_format or 'kind of'} image; attach {KINDS}.")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > settings.CHAT_MAX_IMAGE_PIXELS:
+                raise ChatError(
+                    f"{name} is {width:,}×{height:,} pixels; the limit is "
+                    f"{settings.CHAT_MAX_IMAGE_PIXELS:,} pixels."
+                )
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            saved_as = SAVED_AS[image_format]
+            if saved_as == "JPEG" and upright.mode not in ("RGB", "L"):
+                upright = upright.convert("RGB")
+            out = io.BytesIO()
+            # No exif, icc or text chunks are passed on: the new file carries none.
+            upright.save(out, saved_as, **({"quality": 90} if saved_as in ("JPEG", "WEBP") else {}))
+            return out.getvalue(), upright.width, upright.height
+    except ChatError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ChatError(f"{name} could not be read as an image ({type(exc).__name__}).") from None
+
+
+def read_document(name: str, data: bytes) -> str:
+    suffix = PurePath(name).suffix.lower()
+    if suffix == ".pdf":
+        return _pdf_text(name, data)
+    if suffix in IMAGE_SUFFIXES:
+        raise ChatError(f"{name} is not a PNG, JPEG, WebP or GIF image.")
+    if suffix not in TEXT_SUFFIXES:
+        raise ChatError(f"{name} cannot be attached: attach {KINDS}.")
+    if b"\x00" in data:
+        raise ChatError(f"{name} is not a text file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ChatError(f"{name} is not text in UTF-8.") from None
+
+
+def _pdf_text(name: str, data: bytes) -> str:
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise ChatError(f"{name} is encrypted; attach a PDF without a password.")
+        text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
+    except ChatError:
+        raise
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError, RecursionError):
+        raise ChatError(f"{name} could not be read as a PDF.") from None
+    if not text:
+        raise ChatError(f"{name} has no text to read (a scanned PDF has only pictures of text).")
+    return text
+
+
+def _size(size: int) -> str:
+    return f"{size / 1_048_576:.1f} MB" if size >= 1_048_576 else f"{math.ceil(size / 1024)} KB"
+
+
+# Sending
+
+
+def check_attachments(conversation: Conversation, keys: list[str]) -> list[Attachment]:
+    """The uploads ``keys`` name, for a message in ``conversation``; ChatError if one is
+    not its owner's unsent upload, or the conversation's model cannot take them."""
+    if not keys:
+        return []
+    if len(keys) > settings.CHAT_MAX_ATTACHMENTS:
+        raise ChatError(f"A message can carry {settings.CHAT_MAX_ATTACHMENTS} files at most.")
+    found = {
+        a.key: a
+        for a in Attachment.objects.filter(key__in=keys, owner_id=conversation.owner_id, message__isnull=True)
+    }
+    if missing := [key for key in keys if key not in found]:
+        raise ChatError(f"{len(missing)} of the files is no longer there; attach it again.")
+    attachments = [found[key] for key in dict.fromkeys(keys)]
+    if sum(a.tokens for a in attachments) > settings.CHAT_MAX_DOCUMENT_TOKENS:
+        raise ChatError(
+            f"The files add up to more than {settings.CHAT_MAX_DOCUMENT_TOKENS:,} tokens of text."
+        )
+    images = [a for a in attachments if a.kind == Attachment.Kind.IMAGE]
+    if images:
+        _check_images(conversation, len(images))
+    return attachments
+
+
+def _check_images(conversation: Conversation, count: int) -> None:
+    provider = get_providers().get(conversation.provider)
+    spec = provider.model(conversation.model) if provider else None
+    dialect = DIALECTS[provider.dialect] if provider else None
+    if dialect is None or not dialect.ACCEPTS_IMAGES or (spec is not None and not spec.images):
+        raise ChatError(f"{conversation.model} reads no images: remove the image, or choose another model.")
+    if count > dialect.MAX_IMAGES:
+        raise ChatError(f"{conversation.model} takes {dialect.MAX_IMAGES} image per message.")
+    if not dialect.IMAGE_DATA and not settings.CHAT_PUBLIC_BASE_URL:
+        raise ChatError(
+            f"{conversation.model} takes images only by address, and this server has no public "
+            "address for them (CHAT_PUBLIC_BASE_URL): remove the image, or choose another model."
+        )
+
+
+def unsent(owner_id: int, keys: list[str]) -> list[Attachment]:
+    """The person's uploads among ``keys`` that no message has taken yet, in that order."""
+    found = {
+        a.key: a for a in Attachment.objects.filter(key__in=keys, owner_id=owner_id, message__isnull=True)
+    }
+    return [found[key] for key in dict.fromkeys(keys) if key in found]
+
+
+def do_attach(message: Message, attachments: list[Attachment]) -> None:
+    """``message`` takes the uploads; what its page shows of them is kept on it too."""
+    if not attachments:
+        return
+    Attachment.objects.filter(pk__in=[a.pk for a in attachments]).update(message=message)
+    message.attachments = [summary(a) for a in attachments]
+    message.save(update_fields=["attachments"])
+
+
+def do_copy(attachments: list[dict], owner_id: int, message: Message) -> None:
+    """An edited version of a message carries its files: new rows, the same stored files."""
+    rows = Attachment.objects.filter(key__in=[a["key"] for a in attachments], owner_id=owner_id)
+    copies = []
+    for row in rows:
+        row.pk, row.key, row.message = None, new_key(), message
+        copies.append(row)
+    Attachment.objects.bulk_create(copies)
+    order = {a["key"]: i for i, a in enumerate(attachments)}
+    message.attachments = [summary(c) for c in sorted(copies, key=lambda c: order.get(c.key, 0))]
+    message.save(update_fields=["attachments"])
+
+
+def summary(attachment: Attachment) -> dict:
+    """What a message's HTML shows of a file, without asking the database again."""
+    return {
+        "key": attachment.key,
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "size": attachment.size,
+        "tokens": attachment.tokens,
+        "width": attachment.width,
+        "height": attachment.height,
+    }
+
+
+def image_reference(attachment: Attachment, as_data: bool) -> str:
+    """How the model is sent an image: its bytes as a data URL, or a signed address."""
+    if as_data:
+        with attachment.file.open("rb") as file:
+            encoded = base64.b64encode(file.read()).decode("ascii")
+        return f"data:{attachment.content_type};base64,{encoded}"
+    token = signing.TimestampSigner(salt=SIGNING_SALT).sign(attachment.key)
+    return settings.CHAT_PUBLIC_BASE_URL.rstrip("/") + reverse("chat:signed_attachment", args=[token])
+
+
+def key_from_signature(token: str) -> str | None:
+    try:
+        return signing.TimestampSigner(salt=SIGNING_SALT).unsign(
+            token, max_age=settings.CHAT_SIGNED_URL_MAX_AGE
+        )
+    except signing.BadSignature:
+        return None
+
+
+def files_of(messages: list[Message]) -> dict[int, list[Attachment]]:
+    """The files of each of ``messages``, in the order they were attached: one query."""
+    if not messages:
+        return {}
+    order = {a["key"]: i for m in messages for i, a in enumerate(m.attachments)}
+    found: dict[int, list[Attachment]] = {}
+    for attachment in Attachment.objects.filter(message__in=messages):
+        found.setdefault(attachment.message_id, []).append(attachment)
+    for files in found.values():
+        files.sort(key=lambda a: order.get(a.key, 0))
+    return found
+
+
+def with_documents(text: str, files: list[Attachment]) -> str:
+    """A message's text as the model reads it: each attached document after it, marked by
+    its file name."""
+    blocks = [
+        f'<document name="{a.name}">\n{a.text}\n</document>'
+        for a in files
+        if a.kind == Attachment.Kind.DOCUMENT
+    ]
+    return "\n\n".join(part for part in [text, *blocks] if part)
+
+
+# Deleting
+
+
+def _delete_unused_file(sender: type[Attachment], instance: Attachment, **kwargs: object) -> None:
+    """A file goes with the last row that names it (edited versions share them), once the
+    deletion is committed."""
+    name = instance.file.name
+
+    def delete() -> None:
+        if name and not Attachment.objects.filter(file=name).exists():
+            instance.file.storage.delete(name)
+
+    transaction.on_commit(delete)
+
+
+def connect_signals() -> None:
+    post_delete.connect(_delete_unused_file, sender=Attachment, dispatch_uid="chat.attachments.files")
