@@ -61,7 +61,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def clean_name(name: str) -> str:
-    """The file's own name, without any path, for showing and for the prompt."""
+    """The file's own name, without any path, for showing and for the prompt. Browsers
+    write a quote in a form's file name as ``%22`` (the HTML standard's form encoding)."""
+    name = name.replace("%22", '"')
     name = PurePath(name.replace("\\", "/")).name.strip()
     return "".join(c for c in name if c.isprintable())[:200] or "file"
 
@@ -299,11 +301,11 @@ def files_of(messages: list[Message]) -> dict[int, list[Attachment]]:
 def with_documents(text: str, files: list[Attachment]) -> str:
     """A message's text as the model reads it: each attached document after it, marked by
     its file name."""
-    blocks = [
-        f'<document name="{a.name}">\n{a.text}\n</document>'
-        for a in files
-        if a.kind == Attachment.Kind.DOCUMENT
-    ]
+    blocks = []
+    for attachment in files:
+        if attachment.kind == Attachment.Kind.DOCUMENT:
+            name = attachment.name.replace('"', "'")  # the marker's quotes stay the marker's
+            blocks.append(f'<document name="{name}">\n{attachment.text}\n</document>')
     return "\n\n".join(part for part in [text, *blocks] if part)
 
 
