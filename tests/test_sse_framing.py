@@ -116,7 +116,7 @@ async def test_the_generic_error_example_is_an_error() -> None:
 async def test_a_documented_responses_stream_yields_its_text_and_usage() -> None:
     events = await replay("openai-responses", [(FIXTURES / "openai-responses.sse").read_bytes()])
     assert text_of(events) == "Silver moon"
-    assert events[-2:] == [Finished("stop"), Usage(14, 3)]
+    assert events[-2:] == [Finished("stop"), Usage(14, 3, 0)]  # its reasoning_tokens: 0
 
 
 @pytest.mark.parametrize("name", ["vmira.sse", "muapi.sse", "generic.sse"])
