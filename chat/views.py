@@ -13,7 +13,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import access, branches, broadcast, conversations, rendering, replies
+from chat import access, branches, broadcast, conversations, rendering, replies, sidebar
 from chat.checks import ChatError
 from chat.models import Conversation, Message
 from chat.providers.config import choices
@@ -41,7 +41,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "chat/conversation.html",
         {
             "conversation": conversation,
-            "conversations": conversations.recent(request.user.pk),
+            "sidebar": sidebar.load(request.user.pk),
             "chat_messages": branches.visible_path(conversation.pk),
             "accepts_images": rendering.model_accepts_images(conversation),
             "model_choices": choices(),

@@ -171,6 +171,21 @@ document.addEventListener("htmx:wsAfterMessage", () => {
 
 document.addEventListener("DOMContentLoaded", scrollToLatest);
 
+// A redrawn sidebar or Organise menu (another tab changed something) keeps the folders
+// and menus that were open, and the focus of a keyboard user who was inside it.
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const {target, fragment} = event.detail;
+  const open = new Set([...target.querySelectorAll("details[open][id]")].map((details) => details.id));
+  if (target.matches("details[open][id]")) open.add(target.id);
+  fragment.querySelectorAll("details[id]").forEach((details) => {
+    if (open.has(details.id)) details.open = true;
+  });
+  const focused = document.activeElement;
+  if (focused && focused.id && target.contains(focused)) {
+    target.addEventListener("htmx:oobAfterSwap", () => byId(focused.id)?.focus(), {once: true});
+  }
+});
+
 // Signed out (close code 4401, see chat/access.py): htmx does not reconnect on it. The
 // server says why in #signed-out just before it closes; if that frame never came, the
 // notice shows its default words. Nothing typed after this is sent.
