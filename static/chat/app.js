@@ -182,7 +182,8 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
   });
   const focused = document.activeElement;
   if (focused && focused.id && target.contains(focused)) {
-    target.addEventListener("htmx:oobAfterSwap", () => byId(focused.id)?.focus(), {once: true});
+    // After the swap, on the new elements: the target is gone by then.
+    document.addEventListener("htmx:oobAfterSwap", () => byId(focused.id)?.focus(), {once: true});
   }
 });
 
