@@ -20,7 +20,8 @@ from chat.providers.config import choices
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    conversation = request.user.conversations.first() or conversations.create_conversation(request.user)
+    shown = request.user.conversations.filter(archived_at=None)
+    conversation = shown.first() or conversations.create_conversation(request.user)
     return redirect("chat:conversation", pk=conversation.pk)
 
 

@@ -98,7 +98,8 @@ def test_archiving_hides_it_from_the_sidebar_but_not_from_search_or_its_url(sign
     shown = sidebar.load(alice.pk)
     assert shown.find(conversation.pk) is None
     assert told == [alice.pk]
-    assert "Tax return" in signed_in.get(reverse("chat:search"), {"q": "tax"}).content.decode()
+    found = signed_in.get(reverse("chat:search"), {"q": "tax"}).content.decode()
+    assert 'Tax return <span class="tag">Archived</span>' in found
     assert signed_in.get(reverse("chat:conversation", args=[conversation.pk])).status_code == 200
     assert "Tax return" in signed_in.get(reverse("chat:archived")).content.decode()
 
@@ -257,3 +258,17 @@ def test_hostile_folder_names_are_escaped_everywhere_they_show(signed_in, alice,
         assert "<img src=x" not in html
         assert "<script>window" not in html
         assert "&lt;img src=x onerror=" in html
+
+
+def test_the_folder_of_the_open_conversation_starts_open(signed_in, alice) -> None:
+    folder = organise.do_create_folder(alice.pk, "Work")
+    inside, outside = chat(alice, "Inside", folder=folder), chat(alice, "Outside")
+    opened = f'id="folder-{folder.pk}" open'
+    assert opened in signed_in.get(reverse("chat:conversation", args=[inside.pk])).content.decode()
+    assert opened not in signed_in.get(reverse("chat:conversation", args=[outside.pk])).content.decode()
+
+
+def test_home_opens_the_newest_conversation_that_is_not_archived(signed_in, alice) -> None:
+    kept = chat(alice, "Kept")
+    chat(alice, "Put away", archived_at="2026-01-01T00:00Z")
+    assert signed_in.get(reverse("chat:home"))["Location"] == reverse("chat:conversation", args=[kept.pk])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.people import make_person, open_page
 from tests.servers import AppServer, SimulatorProcess, manage
 
@@ -110,6 +112,7 @@ def test_two_tabs_see_pins_folders_and_the_archive_live(tab_a: Page, tab_b: Page
     expect(folder.locator("> ul")).to_be_visible()
     expect(folder.locator("> ul")).to_have_text("Beta notes")
     expect(plain_list(tab_b)).not_to_contain_text("Beta notes")
+    tab_a.screenshot(path=Path(ARTIFACTS, "organise-menu.png"))
 
     go_live(tab_a, "Gamma ideas")
     tab_a.locator("#organise > summary").click()
