@@ -175,6 +175,7 @@ document.addEventListener("DOMContentLoaded", scrollToLatest);
 // and menus that were open, and the focus of a keyboard user who was inside it.
 document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const {target, fragment} = event.detail;
+  if (target.id !== "conversation-list" && target.id !== "organise") return;
   const open = new Set([...target.querySelectorAll("details[open][id]")].map((details) => details.id));
   if (target.matches("details[open][id]")) open.add(target.id);
   fragment.querySelectorAll("details[id]").forEach((details) => {
