@@ -272,3 +272,19 @@ def test_home_opens_the_newest_conversation_that_is_not_archived(signed_in, alic
     kept = chat(alice, "Kept")
     chat(alice, "Put away", archived_at="2026-01-01T00:00Z")
     assert signed_in.get(reverse("chat:home"))["Location"] == reverse("chat:conversation", args=[kept.pk])
+
+
+def test_the_database_refuses_a_second_folder_of_the_same_name_in_other_case(alice) -> None:
+    organise.do_create_folder(alice.pk, "Work")
+    # As when two tabs make it at once, both past the check.
+    with pytest.raises(organise.ChatError, match="You already have a folder named “WORK”"):
+        organise._saved(Folder(owner=alice, name="WORK"))
+    assert Folder.objects.filter(owner=alice).count() == 1
+
+
+def test_without_htmx_a_refusal_is_flashed_on_the_page_it_came_from(signed_in, alice, told) -> None:
+    conversation = chat(alice)
+    back = f"http://testserver/conversations/{conversation.pk}/"
+    response = signed_in.post(reverse("chat:new_folder"), {"name": " "}, HTTP_REFERER=back, follow=True)
+    assert response.redirect_chain[0][0] == back
+    assert "A folder needs a name." in response.content.decode()
