@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import async_to_sync
 from django.contrib import messages as flash
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve
 from django.views.decorators.http import require_GET, require_POST
@@ -38,8 +38,7 @@ def archive(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def move(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation, pk=pk, owner=request.user)
-    folder_id = request.POST.get("folder", "")
-    folder = get_object_or_404(Folder, pk=folder_id, owner=request.user) if folder_id.isdigit() else None
+    folder = _own_folder_or_none(request, request.POST.get("folder", ""))
     return _answer(request, lambda: organise.do_move(conversation, folder))
 
 
@@ -72,6 +71,15 @@ def folder(request: HttpRequest, pk: int) -> HttpResponse:
     folder = get_object_or_404(Folder, pk=pk, owner=request.user)
     page = sidebar.folder_page(folder, request.GET.get("page"))
     return render(request, "chat/conversation_index.html", {"page": page, "folder": folder})
+
+
+def _own_folder_or_none(request: HttpRequest, value: str) -> Folder | None:
+    """No folder for an empty value; another person's, or none at all, is a 404."""
+    if not value:
+        return None
+    if not value.isdigit():
+        raise Http404
+    return get_object_or_404(Folder, pk=value, owner=request.user)
 
 
 def _answer(request: HttpRequest, change: Callable[[], object], typed: str = "") -> HttpResponse:

@@ -288,3 +288,11 @@ def test_without_htmx_a_refusal_is_flashed_on_the_page_it_came_from(signed_in, a
     response = signed_in.post(reverse("chat:new_folder"), {"name": " "}, HTTP_REFERER=back, follow=True)
     assert response.redirect_chain[0][0] == back
     assert "A folder needs a name." in response.content.decode()
+
+
+@pytest.mark.parametrize("value", ["abc", "999999"])
+def test_moving_into_a_folder_that_is_not_there_is_not_found(signed_in, alice, told, value) -> None:
+    conversation = chat(alice)
+    response = signed_in.post(reverse("chat:move", args=[conversation.pk]), {"folder": value}, **HTMX)
+    assert response.status_code == 404
+    assert told == []
