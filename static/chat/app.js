@@ -188,6 +188,35 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
   }
 });
 
+// Dragging a chat onto a folder, or back onto the plain list, is the Organise menu's Move.
+let dragged = null;
+
+function dropZone(event) {
+  return event.target instanceof Element ? event.target.closest("#conversation-list [data-drop-folder]") : null;
+}
+
+document.addEventListener("dragstart", (event) => {
+  const link = event.target instanceof Element ? event.target.closest("#conversation-list a[data-move]") : null;
+  dragged = link ? link.dataset.move : null;
+});
+
+document.addEventListener("dragend", () => {
+  dragged = null;
+});
+
+document.addEventListener("dragover", (event) => {
+  const zone = dropZone(event);
+  if (dragged && zone) event.preventDefault();
+});
+
+document.addEventListener("drop", (event) => {
+  const zone = dropZone(event);
+  if (!dragged || !zone) return;
+  event.preventDefault();
+  htmx.ajax("POST", dragged, {source: zone, swap: "none", values: {folder: zone.dataset.dropFolder}});
+  dragged = null;
+});
+
 // Signed out (close code 4401, see chat/access.py): htmx does not reconnect on it. The
 // server says why in #signed-out just before it closes; if that frame never came, the
 // notice shows its default words. Nothing typed after this is sent.

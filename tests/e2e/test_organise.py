@@ -142,3 +142,18 @@ def test_the_archived_page_lists_an_archived_chat_and_unarchives_it(tab_a: Page)
     expect(tab_a.get_by_text("No archived chats.")).to_be_visible()
     tab_a.get_by_role("link", name="Back to the chat").click()
     expect(tab_a.locator("#conversation-list")).to_contain_text("Alpha plans")
+
+
+def test_a_chat_dragged_onto_a_folder_is_filed_there_and_dragged_back_is_not(tab_a: Page) -> None:
+    go_live(tab_a, "Gamma ideas")
+    tab_a.get_by_label("New folder name").fill("Drop here")
+    tab_a.get_by_label("New folder name").press("Enter")
+    folder = tab_a.locator("details.folder", has_text="Drop here")
+
+    plain_list(tab_a).get_by_role("link", name="Alpha plans").drag_to(folder.locator("> summary"))
+    expect(folder.locator("> ul")).to_contain_text("Alpha plans")
+    expect(plain_list(tab_a)).not_to_contain_text("Alpha plans")
+
+    folder.locator("> summary").click()
+    folder.get_by_role("link", name="Alpha plans").drag_to(plain_list(tab_a))
+    expect(plain_list(tab_a)).to_contain_text("Alpha plans")
