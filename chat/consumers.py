@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
 
-from chat import access, attachments, broadcast, conversations, metrics, rendering, replies, services
+from chat import access, attachments, broadcast, metrics, rendering, replies, services, sidebar
 from chat.following import Follower, get_messages, newest_message
 from chat.logs import once_a_minute
 from chat.models import Conversation, Message
@@ -58,12 +58,12 @@ def page_state(conversation_id: int, since: float | None) -> tuple[bool, list[Me
     return False, get_active_replies(conversation_id), newest
 
 
-def get_sidebar(user: Any, conversation_id: int) -> tuple[list[Conversation], Conversation | None]:
-    recent = conversations.recent(user.pk)
-    current = next((c for c in recent if c.pk == conversation_id), None)
-    if current is None:  # older than the sidebar shows
+def get_sidebar(user: Any, conversation_id: int) -> tuple[sidebar.Sidebar, Conversation | None]:
+    shown = sidebar.load(user.pk)
+    current = shown.find(conversation_id)
+    if current is None:  # archived, or older than the sidebar shows
         current = Conversation.objects.filter(pk=conversation_id, owner=user).first()
-    return recent, current
+    return shown, current
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:
@@ -366,10 +366,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         while self.sidebar_stale:
             self.sidebar_stale = False
             try:
-                recent, current = await database_sync_to_async(get_sidebar)(
+                shown, current = await database_sync_to_async(get_sidebar)(
                     self.scope["user"], self.conversation_id
                 )
-                await self.send(rendering.sidebar_html(recent, current))
+                await self.send(rendering.sidebar_html(shown, current))
             except Exception:
                 logger.exception("redrawing the sidebar failed")
 

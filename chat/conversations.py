@@ -1,4 +1,4 @@
-"""Whole conversations: create, settings, rename, delete, and the sidebar's lists.
+"""Whole conversations: create, settings, rename, delete, and search.
 
 Called from the views (sync); a change the sidebar shows is broadcast to every page of
 its owner with ``broadcast.sidebar_changed``.
@@ -20,14 +20,13 @@ from chat.providers import DIALECTS
 from chat.providers.config import get_providers
 from chat.providers.parameters import check_values
 
-SIDEBAR_LENGTH = 100
 SEARCH_RESULTS = 30
 SNIPPET_CONTEXT = 40
 
 
 def create_conversation(owner: AbstractBaseUser, model_choice: str = "") -> Conversation:
     """A new conversation, or the owner's newest one if it is still empty."""
-    empty = Conversation.objects.filter(owner=owner, messages__isnull=True).first()
+    empty = Conversation.objects.filter(owner=owner, messages__isnull=True, archived_at=None).first()
     if empty:
         return empty
     provider, model = check_model_choice(model_choice) if model_choice else default_model()
@@ -75,10 +74,6 @@ async def notify_deleted(user_id: int, running: list[Message]) -> None:
     # A lost Stop still takes effect: the owner's next save finds no row and stops.
     await replies.stop_all(running)
     await broadcast.sidebar_changed(user_id)
-
-
-def recent(owner_id: int) -> list[Conversation]:
-    return list(Conversation.objects.filter(owner_id=owner_id)[:SIDEBAR_LENGTH])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,26 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
+
+
+class Folder(models.Model):
+    """A person's named group of conversations in the sidebar (``chat.organise``)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=60)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = [Lower("name")]
+        constraints = [
+            # Also the index of the sidebar's folders, in name order.
+            models.UniqueConstraint(models.F("owner"), Lower("name"), name="folder_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Conversation(models.Model):
@@ -33,6 +52,13 @@ class Conversation(models.Model):
     title_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     title_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     title_cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    # How its owner keeps the sidebar (chat.organise). A pinned conversation is never archived.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # Indexed by conversation_folder_recent, which also serves a folder's deletion.
+    folder = models.ForeignKey(
+        Folder, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations", db_index=False
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -40,6 +66,24 @@ class Conversation(models.Model):
             models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
             # The admin's changelist across all owners, newest first.
             models.Index(fields=["-updated_at"], name="conversation_recent"),
+            # The sidebar's sections (chat.sidebar): each query walks only its own rows, so
+            # thousands archived or filed away cost the plain list nothing.
+            models.Index(
+                fields=["owner", "-updated_at"],
+                condition=models.Q(pinned_at=None, archived_at=None, folder=None),
+                name="conversation_owner_plain",
+            ),
+            models.Index(
+                fields=["owner", "-pinned_at"],
+                condition=models.Q(pinned_at__isnull=False),
+                name="conversation_owner_pinned",
+            ),
+            models.Index(
+                fields=["owner", "-archived_at"],
+                condition=models.Q(archived_at__isnull=False),
+                name="conversation_owner_archived",
+            ),
+            models.Index(fields=["folder", "-updated_at"], name="conversation_folder_recent"),
         ]
 
     def __str__(self) -> str:

@@ -26,6 +26,7 @@ from chat.models import Attachment, Conversation, Message
 from chat.providers import accepts_images, parameters_of
 from chat.providers.config import choices, get_providers
 from chat.providers.parameters import Parameter, Value
+from chat.sidebar import Sidebar
 
 
 @cache
@@ -50,12 +51,16 @@ def thread_html(messages: Iterable[Message]) -> str:
     return f'<div id="messages" hx-swap-oob="innerHTML">{inner}</div>'
 
 
-def sidebar_html(conversations: Iterable[Conversation], current: Conversation | None) -> str:
-    html = render_to_string(
-        "chat/_conversation_list.html", {"conversations": conversations, "conversation": current, "oob": True}
-    )
+def sidebar_html(sidebar: Sidebar, current: Conversation | None, *, error: str = "", typed: str = "") -> str:
+    """The sidebar's lists; ``error`` is why a change asked from this page was refused,
+    and ``typed`` the folder name that was refused."""
+    context = {"sidebar": sidebar, "conversation": current, "error": error, "typed": typed, "oob": True}
+    html = render_to_string("chat/_conversation_list.html", context)
     if current is not None:
         html += format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', current)
+        html += render_to_string(
+            "chat/_organise_menu.html", {"sidebar": sidebar, "conversation": current, "oob": True}
+        )
     return html
 
 

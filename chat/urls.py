@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import attachment_views, exports, share_views, views
+from chat import attachment_views, exports, organise_views, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -10,7 +10,15 @@ urlpatterns = [
     path("conversations/<int:pk>/settings/", views.update_settings, name="settings"),
     path("conversations/<int:pk>/rename/", views.rename_conversation, name="rename"),
     path("conversations/<int:pk>/delete/", views.delete_conversation, name="delete"),
+    path("conversations/<int:pk>/pin/", organise_views.pin, name="pin"),
+    path("conversations/<int:pk>/archive/", organise_views.archive, name="archive"),
+    path("conversations/<int:pk>/move/", organise_views.move, name="move"),
+    path("conversations/archived/", organise_views.archived, name="archived"),
     path("conversations/search/", views.search, name="search"),
+    path("folders/new/", organise_views.new_folder, name="new_folder"),
+    path("folders/<int:pk>/", organise_views.folder, name="folder"),
+    path("folders/<int:pk>/rename/", organise_views.rename_folder, name="rename_folder"),
+    path("folders/<int:pk>/delete/", organise_views.delete_folder, name="delete_folder"),
     path("replies/<int:pk>/stop/", views.stop_reply, name="stop"),
     path("replies/<int:pk>/feedback/", views.rate_reply, name="feedback"),
     path("messages/<int:pk>/source/", views.message_source, name="source"),

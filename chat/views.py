@@ -13,14 +13,15 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import access, branches, broadcast, conversations, feedback, rendering, replies
+from chat import access, branches, broadcast, conversations, feedback, rendering, replies, sidebar
 from chat.checks import ChatError
 from chat.models import Conversation, Message
 from chat.providers.config import choices
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    conversation = request.user.conversations.first() or conversations.create_conversation(request.user)
+    shown = request.user.conversations.filter(archived_at=None)
+    conversation = shown.first() or conversations.create_conversation(request.user)
     return redirect("chat:conversation", pk=conversation.pk)
 
 
@@ -41,7 +42,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "chat/conversation.html",
         {
             "conversation": conversation,
-            "conversations": conversations.recent(request.user.pk),
+            "sidebar": sidebar.load(request.user.pk),
             "chat_messages": branches.visible_path(conversation.pk),
             "accepts_images": rendering.model_accepts_images(conversation),
             "parameters": rendering.parameter_fields(conversation),

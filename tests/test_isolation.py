@@ -6,9 +6,10 @@ import re
 
 import pytest
 from django.core.files.base import ContentFile
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from chat.models import Attachment, Conversation, Message
+from chat.models import Attachment, Conversation, Folder, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -48,11 +49,14 @@ def bobs_data(django_user_model, settings, tmp_path) -> None:
         pk=FOREIGN_ID, owner=bob, provider="demo", model="demo-1", title=SECRET, system_prompt=SECRET
     )
     message = Message.objects.create(pk=FOREIGN_ID, conversation=conversation, role="user", content=SECRET)
-    file = Attachment(
-        key=FOREIGN_KEY, owner=bob, message=message, kind="document", name="secret.txt", size=22
-    )
-    file.content_type, file.text = "text/plain", SECRET
+    file = Attachment(key=FOREIGN_KEY, owner=bob, message=message, kind="document", name="secret.txt")
+    file.content_type, file.text, file.size = "text/plain", SECRET, len(SECRET)
     file.file.save("secret.txt", ContentFile(SECRET.encode()), save=True)
+    folder = Folder.objects.create(pk=FOREIGN_ID, owner=bob, name=SECRET)
+    Conversation.objects.create(owner=bob, provider="demo", model="demo-1", title=SECRET, folder=folder)
+    Conversation.objects.create(
+        owner=bob, provider="demo", model="demo-1", title=SECRET, archived_at=timezone.now()
+    )
 
 
 def test_every_url_is_walked() -> None:
@@ -80,6 +84,8 @@ def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, s
                 assert response.status_code in {302, 404, 405}, f"{method.__name__} {url}"
             checked += 1
     assert Conversation.objects.get(pk=FOREIGN_ID).title == SECRET
+    assert Folder.objects.get(pk=FOREIGN_ID).name == SECRET
+    assert Conversation.objects.filter(folder_id=FOREIGN_ID).count() == 1
     assert Message.objects.filter(conversation_id=FOREIGN_ID).count() == 1
     assert checked > 20
 
@@ -123,3 +129,69 @@ async def test_no_websocket_action_reaches_another_users_message(action: str, si
     assert await Message.objects.filter(conversation=bobs).acount() == 2
     assert await Message.objects.filter(conversation=alices).acount() == 0
     assert sim.requests() == []
+
+
+ORGANISING = [
+    ("chat:pin", {"pinned": "1"}),
+    ("chat:archive", {"archived": "1"}),
+    ("chat:move", {"folder": ""}),
+    ("chat:rename_folder", {"name": "Mine now"}),
+    ("chat:delete_folder", {}),
+    ("chat:folder", None),
+]
+
+
+@pytest.mark.parametrize(("route", "data"), ORGANISING)
+def test_another_users_conversation_or_folder_cannot_be_organised(
+    client, django_user_model, bobs_data, route, data
+) -> None:
+    alice = django_user_model.objects.create_user("alice", password="x" * 12)
+    client.force_login(alice)
+    url = reverse(route, args=[FOREIGN_ID])
+    response = client.get(url) if data is None else client.post(url, data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 404
+    bobs = Conversation.objects.get(pk=FOREIGN_ID)
+    assert (bobs.pinned_at, bobs.archived_at) == (None, None)
+    assert Folder.objects.get(pk=FOREIGN_ID).name == SECRET
+
+
+def test_a_conversation_cannot_be_moved_into_another_users_folder(
+    client, django_user_model, bobs_data
+) -> None:
+    alice = django_user_model.objects.create_user("alice", password="x" * 12)
+    mine = Conversation.objects.create(owner=alice, provider="demo", model="demo-1")
+    client.force_login(alice)
+    response = client.post(
+        reverse("chat:move", args=[mine.pk]), {"folder": FOREIGN_ID}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 404
+    assert Conversation.objects.get(pk=mine.pk).folder_id is None
+
+
+def test_another_users_folders_and_archive_are_not_shown(client, django_user_model, bobs_data) -> None:
+    alice = django_user_model.objects.create_user("alice", password="x" * 12)
+    client.force_login(alice)
+    assert SECRET not in client.get(reverse("chat:archived")).content.decode()
+    response = client.post(reverse("chat:new_folder"), {"name": "Mine"}, HTTP_HX_REQUEST="true")
+    assert SECRET not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("route", "args"),
+    [
+        ("chat:pin", [FOREIGN_ID]),
+        ("chat:archive", [FOREIGN_ID]),
+        ("chat:move", [FOREIGN_ID]),
+        ("chat:archived", []),
+        ("chat:new_folder", []),
+        ("chat:folder", [FOREIGN_ID]),
+        ("chat:rename_folder", [FOREIGN_ID]),
+        ("chat:delete_folder", [FOREIGN_ID]),
+    ],
+)
+def test_organising_sends_an_anonymous_visitor_to_log_in(client, bobs_data, route, args) -> None:
+    url = reverse(route, args=args)
+    for response in (client.get(url), client.post(url)):
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+    assert Folder.objects.get(pk=FOREIGN_ID).name == SECRET

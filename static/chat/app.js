@@ -188,6 +188,52 @@ document.addEventListener("htmx:wsAfterMessage", () => {
 
 document.addEventListener("DOMContentLoaded", scrollToLatest);
 
+// A redrawn sidebar or Organise menu (another tab changed something) keeps the folders
+// and menus that were open, and the focus of a keyboard user who was inside it.
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const {target, fragment} = event.detail;
+  if (target.id !== "conversation-list" && target.id !== "organise") return;
+  const open = new Set([...target.querySelectorAll("details[open][id]")].map((details) => details.id));
+  if (target.matches("details[open][id]")) open.add(target.id);
+  fragment.querySelectorAll("details[id]").forEach((details) => {
+    if (open.has(details.id)) details.open = true;
+  });
+  const focused = document.activeElement;
+  if (focused && focused.id && target.contains(focused)) {
+    // After the swap, on the new elements: the target is gone by then.
+    document.addEventListener("htmx:oobAfterSwap", () => byId(focused.id)?.focus(), {once: true});
+  }
+});
+
+// Dragging a chat onto a folder, or back onto the plain list, is the Organise menu's Move.
+let dragged = null;
+
+function dropZone(event) {
+  return event.target instanceof Element ? event.target.closest("#conversation-list [data-drop-folder]") : null;
+}
+
+document.addEventListener("dragstart", (event) => {
+  const link = event.target instanceof Element ? event.target.closest("#conversation-list a[data-move]") : null;
+  dragged = link ? link.dataset.move : null;
+});
+
+document.addEventListener("dragend", () => {
+  dragged = null;
+});
+
+document.addEventListener("dragover", (event) => {
+  const zone = dropZone(event);
+  if (dragged && zone) event.preventDefault();
+});
+
+document.addEventListener("drop", (event) => {
+  const zone = dropZone(event);
+  if (!dragged || !zone) return;
+  event.preventDefault();
+  htmx.ajax("POST", dragged, {source: zone, swap: "none", values: {folder: zone.dataset.dropFolder}});
+  dragged = null;
+});
+
 // Signed out (close code 4401, see chat/access.py): htmx does not reconnect on it. The
 // server says why in #signed-out just before it closes; if that frame never came, the
 // notice shows its default words. Nothing typed after this is sent.
