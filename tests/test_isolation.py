@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from chat.models import Attachment, Conversation, Message
+from chat.models import Attachment, Conversation, Message, Prompt
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,7 @@ def bobs_data(django_user_model, settings, tmp_path) -> None:
     )
     file.content_type, file.text = "text/plain", SECRET
     file.file.save("secret.txt", ContentFile(SECRET.encode()), save=True)
+    Prompt.objects.create(pk=FOREIGN_ID, owner=bob, title=SECRET, text=SECRET)
 
 
 def test_every_url_is_walked() -> None:
@@ -60,6 +61,7 @@ def test_every_url_is_walked() -> None:
     assert sum(1 for r in routes if r and str(FOREIGN_ID) in r) >= 4
     assert "/conversations/9001/" in routes
     assert f"/attachments/{FOREIGN_KEY}/" in routes
+    assert "/prompts/9001/edit/" in routes
 
 
 def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, sim) -> None:
@@ -81,6 +83,7 @@ def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, s
             checked += 1
     assert Conversation.objects.get(pk=FOREIGN_ID).title == SECRET
     assert Message.objects.filter(conversation_id=FOREIGN_ID).count() == 1
+    assert Prompt.objects.get(pk=FOREIGN_ID).text == SECRET
     assert checked > 20
 
 
