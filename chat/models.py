@@ -429,3 +429,28 @@ class ShareLink(models.Model):
     @property
     def message_count(self) -> int:
         return len(self.snapshot.get("messages", []))
+
+
+class Prompt(models.Model):
+    """A saved prompt of a person's, offered in the composer's slash menu (``chat.prompts``).
+
+    Only staff publish one (in the admin); a published prompt shows in everyone's menu,
+    and stays its owner's alone to edit.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="prompts")
+    title = models.CharField(max_length=120)
+    text = models.TextField()
+    published = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "pk"]
+        indexes = [
+            models.Index(fields=["owner", "title"], name="prompt_owner_title"),
+            models.Index(fields=["title"], name="prompt_published_title", condition=models.Q(published=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.title

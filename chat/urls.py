@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import attachment_views, exports, organise_views, share_views, views
+from chat import attachment_views, exports, organise_views, prompt_views, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -31,6 +31,10 @@ urlpatterns = [
     path("attachments/", attachment_views.upload, name="upload"),
     path("attachments/<str:key>/", attachment_views.download, name="attachment"),
     path("attachments/signed/<str:token>/", attachment_views.signed, name="signed_attachment"),
+    path("prompts/", prompt_views.prompt_list, name="prompts"),
+    path("prompts/menu/", prompt_views.prompt_menu, name="prompt_menu"),
+    path("prompts/<int:pk>/edit/", prompt_views.edit_prompt, name="edit_prompt"),
+    path("prompts/<int:pk>/delete/", prompt_views.delete_prompt, name="delete_prompt"),
     path("export/", exports.download_mine, name="export"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

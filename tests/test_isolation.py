@@ -9,7 +9,7 @@ from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from chat.models import Attachment, Conversation, Folder, Message
+from chat.models import Attachment, Conversation, Folder, Message, Prompt
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +57,7 @@ def bobs_data(django_user_model, settings, tmp_path) -> None:
     Conversation.objects.create(
         owner=bob, provider="demo", model="demo-1", title=SECRET, archived_at=timezone.now()
     )
+    Prompt.objects.create(pk=FOREIGN_ID, owner=bob, title=SECRET, text=SECRET)
 
 
 def test_every_url_is_walked() -> None:
@@ -64,6 +65,7 @@ def test_every_url_is_walked() -> None:
     assert sum(1 for r in routes if r and str(FOREIGN_ID) in r) >= 4
     assert "/conversations/9001/" in routes
     assert f"/attachments/{FOREIGN_KEY}/" in routes
+    assert "/prompts/9001/edit/" in routes
 
 
 def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, sim) -> None:
@@ -87,6 +89,7 @@ def test_no_url_shows_another_users_data(client, django_user_model, bobs_data, s
     assert Folder.objects.get(pk=FOREIGN_ID).name == SECRET
     assert Conversation.objects.filter(folder_id=FOREIGN_ID).count() == 1
     assert Message.objects.filter(conversation_id=FOREIGN_ID).count() == 1
+    assert Prompt.objects.get(pk=FOREIGN_ID).text == SECRET
     assert checked > 20
 
 
