@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import attachment_views, exports, share_views, views
+from chat import attachment_views, exports, import_views, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -24,5 +24,6 @@ urlpatterns = [
     path("attachments/<str:key>/", attachment_views.download, name="attachment"),
     path("attachments/signed/<str:token>/", attachment_views.signed, name="signed_attachment"),
     path("export/", exports.download_mine, name="export"),
+    path("import/", import_views.import_conversations, name="import"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

@@ -1,0 +1,68 @@
+"""Importing conversations: a file's plans (``chat.import_formats``) written as the
+importer's own conversations, all in one transaction or none at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from chat import import_formats
+from chat.checks import ChatError, check_model_choice
+from chat.conversations import default_model
+from chat.import_formats import Plan
+from chat.models import Conversation, Message
+
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class Imported:
+    conversations: list[Conversation]
+    messages: int
+
+
+def do_import(owner: AbstractBaseUser, data: bytes) -> Imported:
+    """Raises ``ChatError`` (``import_formats.Refused``) for a file it cannot read whole."""
+    plans = import_formats.read(data)
+    now = timezone.now()
+    with transaction.atomic():
+        conversations = [_write(owner, plan, now) for plan in plans]
+    return Imported(conversations, sum(len(plan.messages) for plan in plans))
+
+
+def _write(owner: AbstractBaseUser, plan: Plan, now: datetime) -> Conversation:
+    try:
+        provider, model = check_model_choice(f"{plan.provider}/{plan.model}")
+    except ChatError:
+        provider, model = default_model()
+    conversation = Conversation.objects.create(
+        owner=owner,
+        title=" ".join(plan.title.split())[:200],
+        provider=provider,
+        model=model,
+        system_prompt=plan.system_prompt,
+        parameters=plan.parameters,
+    )
+    started = plan.created_at or now
+    messages = Message.objects.bulk_create(
+        [Message(conversation=conversation, **entry.fields) for entry in plan.messages], batch_size=BATCH
+    )
+    # Parents and times after the rows exist: a parent needs its id, and the auto times
+    # are only set aside by an update.
+    by_key = {entry.key: message for entry, message in zip(plan.messages, messages, strict=True)}
+    for entry, message in zip(plan.messages, messages, strict=True):
+        message.parent = by_key[entry.parent] if entry.parent is not None else None
+        message.created_at = message.updated_at = entry.created_at or started
+        message.selected_at = entry.selected_at or message.created_at
+    Message.objects.bulk_update(
+        messages, ["parent", "created_at", "updated_at", "selected_at"], batch_size=BATCH
+    )
+    conversation.created_at, conversation.updated_at = started, plan.updated_at or started
+    Conversation.objects.filter(pk=conversation.pk).update(
+        created_at=conversation.created_at, updated_at=conversation.updated_at
+    )
+    return conversation
