@@ -128,12 +128,14 @@ def chatgpt_conversation(item: dict[str, Any], where: str) -> Plan:
     while node is not None:
         shown.add(node)
         node = kept_above[parents[node]]
-    # The current branch was chosen last: after every time in the file.
-    times = [e.created_at for e in entries if e.created_at] + [timezone.now()]
-    chosen_at = max(times) + timedelta(seconds=1)
+    # The current branch was chosen last, now; the rest before now, whatever times the
+    # file claims, so choosing another version later always wins.
+    chosen_at = timezone.now()
     for entry in entries:
         if entry.key in shown:
             entry.selected_at = chosen_at
+        elif entry.created_at is None or entry.created_at >= chosen_at:
+            entry.selected_at = chosen_at - timedelta(seconds=1)
     return Plan(
         title=title,
         messages=entries,

@@ -57,7 +57,8 @@ def _write(owner: AbstractBaseUser, plan: Plan, now: datetime) -> Conversation:
     for entry, message in zip(plan.messages, messages, strict=True):
         message.parent = by_key[entry.parent] if entry.parent is not None else None
         message.created_at = message.updated_at = entry.created_at or started
-        message.selected_at = entry.selected_at or message.created_at
+        # Never after now: a later choice of another version must win.
+        message.selected_at = min(entry.selected_at or message.created_at, now)
     Message.objects.bulk_update(
         messages, ["parent", "created_at", "updated_at", "selected_at"], batch_size=BATCH
     )

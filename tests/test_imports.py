@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import branches, broadcast, exports, imports
+from chat import branches, broadcast, exports, imports, services
 from chat.import_formats import Refused
 from chat.models import Conversation, Message
 from tests.import_files import HOSTILE, as_file, forked, node, tree
@@ -95,11 +95,20 @@ def test_the_regenerated_answer_is_a_second_version_of_the_reply(alice: User) ->
     assert (other.content, other.parent_id) == ("A regenerated answer.", reply.parent_id)
 
 
-def test_choosing_the_other_version_shows_that_branch(alice: User) -> None:
+def test_choosing_the_other_version_at_once_shows_that_branch(alice: User) -> None:
     conversation = imported_one(alice, [forked()])
-    edited = Message.objects.get(conversation=conversation, content="What is a tide, exactly?")
-    Message.objects.filter(pk=edited.pk).update(selected_at=timezone.now() + timedelta(days=1))
+    services.do_select_version(conversation.messages.get(content="What is a tide, exactly?"))
     assert shown(conversation) == ["What is a tide, exactly?", "An edited answer."]
+
+
+def test_choosing_another_version_wins_over_times_in_the_future(alice: User) -> None:
+    document = forked()
+    for item in document["mapping"].values():
+        if item["message"] and item["message"]["create_time"]:
+            item["message"]["create_time"] += 4_000_000_000  # the 22nd century
+    conversation = imported_one(alice, [document])
+    services.do_select_version(conversation.messages.get(content="A regenerated answer."))
+    assert shown(conversation) == ["What is a tide?", "A regenerated answer."]
 
 
 def test_system_and_tool_messages_are_left_out_and_what_followed_them_kept(alice: User) -> None:
