@@ -1,8 +1,10 @@
-"""Importing conversations: a file's plans (``chat.import_formats``) written as the
-importer's own conversations, all in one transaction or none at all."""
+"""Importing conversations: a file read into plans (``chat.chatgpt_format`` or
+``chat.own_format``) and written as the importer's own conversations, all in one
+transaction or none at all."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,10 +12,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from chat import import_formats
+from chat import chatgpt_format, own_format
 from chat.checks import ChatError, check_model_choice
 from chat.conversations import default_model
-from chat.import_formats import Plan
+from chat.import_formats import Plan, Refused
 from chat.models import Conversation, Message
 
 BATCH = 500
@@ -26,12 +28,33 @@ class Imported:
 
 
 def do_import(owner: AbstractBaseUser, data: bytes) -> Imported:
-    """Raises ``ChatError`` (``import_formats.Refused``) for a file it cannot read whole."""
-    plans = import_formats.read(data)
+    """Raises ``ChatError`` (``Refused``) for a file it cannot read whole."""
+    plans = read(data)
     now = timezone.now()
     with transaction.atomic():
         conversations = [_write(owner, plan, now) for plan in plans]
     return Imported(conversations, sum(len(plan.messages) for plan in plans))
+
+
+def read(data: bytes) -> list[Plan]:
+    """The plans of a file in either format, told apart by its shape."""
+    try:
+        document = json.loads(data)
+    except RecursionError:
+        raise Refused("The file is nested too deeply to be an export.") from None
+    except ValueError as exc:
+        raise Refused(f"The file is not JSON ({exc}).") from None
+    if isinstance(document, dict) and isinstance(document.get("conversations"), list):
+        conversations, reader = document["conversations"], own_format.conversation
+    elif isinstance(document, list) and all(isinstance(c, dict) and "mapping" in c for c in document):
+        conversations, reader = document, chatgpt_format.conversation
+    else:
+        raise Refused(
+            "The file is neither a ChatGPT export (conversations.json) nor one of this app's exports."
+        )
+    if not conversations:
+        raise Refused("The file holds no conversations.")
+    return [reader(item, f"Conversation {n}") for n, item in enumerate(conversations, 1)]
 
 
 def _write(owner: AbstractBaseUser, plan: Plan, now: datetime) -> Conversation:

@@ -247,7 +247,7 @@ MALFORMED = {
     ),
     "a cycle": (
         as_file([forked(), conversation_with(node("a", "b", "user"), node("b", "a", "assistant"))]),
-        "Conversation 2 (“Broken”): message a is in a circle",
+        "Conversation 2 (“Broken”): message a does not lead back to a first message; some of its messages",
     ),
     "content that is not text": (
         as_file([forked(), conversation_with(node("a", None, "user", content=NOT_TEXT))]),
