@@ -17,6 +17,8 @@ from chat.checks import ChatError, check_model_choice
 from chat.conversations import default_model
 from chat.import_formats import Plan, Refused
 from chat.models import Conversation, Message
+from chat.providers import parameters_of
+from chat.providers.config import get_providers
 
 BATCH = 500
 
@@ -29,7 +31,8 @@ class Imported:
 
 def do_import(owner: AbstractBaseUser, data: bytes) -> Imported:
     """Raises ``ChatError`` (``Refused``) for a file it cannot read whole."""
-    plans = read(data)
+    # One with no message to show is left out: "New chat" would reuse it as empty.
+    plans = [plan for plan in read(data) if plan.messages]
     now = timezone.now()
     with transaction.atomic():
         conversations = [_write(owner, plan, now) for plan in plans]
@@ -62,13 +65,15 @@ def _write(owner: AbstractBaseUser, plan: Plan, now: datetime) -> Conversation:
         provider, model = check_model_choice(f"{plan.provider}/{plan.model}")
     except ChatError:
         provider, model = default_model()
+    # Only what this model's dialect takes, as the settings form keeps.
+    offered = {p.name for p in parameters_of(get_providers().get(provider))}
     conversation = Conversation.objects.create(
         owner=owner,
         title=" ".join(plan.title.split())[:200],
         provider=provider,
         model=model,
         system_prompt=plan.system_prompt,
-        parameters=plan.parameters,
+        parameters={name: v for name, v in plan.parameters.items() if name in offered},
     )
     started = plan.created_at or now
     messages = Message.objects.bulk_create(

@@ -9,14 +9,16 @@ from typing import Any
 
 from django.utils import timezone
 
+from chat.checks import ChatError, check_image_url
 from chat.import_formats import Entry, Plan, Refused, cut_to_column, text_of, tree_order
 from chat.models import Message
+from chat.providers.parameters import PARAMETERS, Value, check_values
 
 COUNTS = (
     "input_tokens", "output_tokens", "reasoning_tokens", "time_to_first_token_ms", "reasoning_ms",
     "duration_ms", "retries",
 )  # fmt: skip
-LABELS = ("provider", "model", "finish_reason", "image_url")
+LABELS = ("provider", "model", "finish_reason")
 PLAIN = ("reasoning", "error")
 # Stored numbers must fit their columns.
 MAX_COUNT = 2**31 - 1
@@ -46,14 +48,13 @@ def conversation(item: Any, where: str) -> Plan:
         entries.append(
             Entry(key, parents[key], fields, iso(row.get("created_at")), iso(row.get("selected_at")))
         )
-    parameters = item.get("parameters")
     return Plan(
         title=title,
         messages=entries,
         system_prompt=text_of(item.get("system_prompt")),
         provider=text_of(item.get("provider")),
         model=text_of(item.get("model")),
-        parameters=parameters if isinstance(parameters, dict) else {},
+        parameters=sampling(item.get("parameters"), where),
         created_at=iso(item.get("created_at")),
         updated_at=iso(item.get("updated_at")),
     )
@@ -85,10 +86,31 @@ def message_fields(row: dict[str, Any], where: str) -> dict[str, Any]:
         fields[name] = value
     fields["retries"] = min(fields["retries"] or 0, MAX_RETRIES)
     fields["tokens_estimated"] = row.get("tokens_estimated") is True
-    parameters = row.get("parameters")
-    fields["parameters"] = parameters if isinstance(parameters, dict) else {}
+    fields["parameters"] = sampling(row.get("parameters"), where)
+    fields["image_url"] = image_url(row.get("image_url"), where)
     fields["cost"] = _cost(row.get("cost"), where)
     return fields
+
+
+def sampling(value: Any, where: str) -> dict[str, Value]:
+    """Sampling parameters as the app sets them: known names, numbers in their range."""
+    if not isinstance(value, dict):
+        return {}
+    try:
+        return check_values(value, {name: name for name in PARAMETERS})
+    except ValueError as exc:
+        raise Refused(f"{where}: {exc}") from None
+
+
+def image_url(value: Any, where: str) -> str:
+    url = text_of(value).strip()
+    if not url:
+        return ""
+    try:
+        check_image_url(url)
+    except ChatError as exc:
+        raise Refused(f"{where}: {exc}") from None
+    return url
 
 
 def _cost(value: Any, where: str) -> str | None:

@@ -137,6 +137,12 @@ def test_a_chatgpt_import_keeps_the_original_times(alice: User) -> None:
     assert question.created_at == datetime.fromtimestamp(1_700_000_010, tz=UTC)
 
 
+def test_a_conversation_with_nothing_to_show_is_left_out(alice: User) -> None:
+    empty = {"title": "Only a system prompt", "mapping": tree(node("s", None, "system", "Be brief."))}
+    imported = imports.do_import(alice, as_file([empty, forked()]))
+    assert [c.title for c in imported.conversations] == ["Tides"]
+
+
 def test_a_chain_deeper_than_the_stack_imports(alice: User) -> None:
     chain = [node("n0", None, "user", "hello 0", 1)]
     chain += [
@@ -257,6 +263,14 @@ MALFORMED = {
     "an own message without text": (
         own({"id": 1, "role": "user", "content": 5}, title="Mine"),
         "Conversation 1 (“Mine”), message 1: its content is not text",
+    ),
+    "own parameters out of range": (
+        own({"id": 1, "role": "assistant", "content": "", "parameters": {"temperature": "hot"}}),
+        "Conversation 1, message 1: Temperature must be a number from 0 to 2.",
+    ),
+    "an own image address that is not one": (
+        own({"id": 1, "role": "user", "content": "", "image_url": "javascript:alert(1)"}),
+        "Conversation 1, message 1: The image URL must be an http:// or https:// address.",
     ),
     "an own count that is not one": (
         own({"id": 1, "role": "user", "content": "", "input_tokens": -1}),
