@@ -81,3 +81,19 @@ def test_a_broken_file_says_what_is_wrong_and_imports_nothing(page: Page) -> Non
     )
     page.get_by_role("link", name="Back to the chat").click()
     expect(page.locator("#conversation-list").get_by_role("link", name="Broken")).to_have_count(0)
+
+
+def test_a_file_over_the_limit_is_refused_in_the_browser_before_it_is_sent(page: Page) -> None:
+    posts: list[str] = []
+    page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
+    page.get_by_role("link", name="Import conversations").click()
+    # A limit smaller than the file, as a server set to a small one would draw it.
+    page.locator("#import-form").evaluate("form => { form.dataset.maxBytes = '10'; }")
+    page.get_by_label("File to import").set_input_files(
+        files=[{"name": "conversations.json", "mimeType": "application/json", "buffer": as_file([forked()])}]
+    )
+    page.get_by_role("button", name="Import", exact=True).click()
+    expect(page.get_by_role("alert")).to_have_text(
+        "That file is over 50.0\u00a0MB, the limit for an import. Nothing was imported."
+    )
+    assert posts == []
