@@ -54,7 +54,8 @@ def conversation_data(conversation: Conversation) -> dict[str, Any]:
         "parameters": conversation.parameters,
         "created_at": conversation.created_at,
         "updated_at": conversation.updated_at,
-        "messages": [message_data(m) for m in conversation.messages.all()],
+        # Which version of a turn the page shows, so an import shows the same one (chat.imports).
+        "messages": [message_data(m) | {"selected_at": m.selected_at} for m in conversation.messages.all()],
     }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import attachment_views, exports, organise_views, prompt_views, share_views, views
+from chat import attachment_views, exports, import_views, organise_views, prompt_views, share_views, views
 
 app_name = "chat"
 urlpatterns = [
@@ -36,5 +36,6 @@ urlpatterns = [
     path("prompts/<int:pk>/edit/", prompt_views.edit_prompt, name="edit_prompt"),
     path("prompts/<int:pk>/delete/", prompt_views.delete_prompt, name="delete_prompt"),
     path("export/", exports.download_mine, name="export"),
+    path("import/", import_views.import_conversations, name="import"),
     path("highlight.css", views.pygments_css, name="pygments_css"),
 ]

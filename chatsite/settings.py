@@ -305,5 +305,7 @@ if CHAT_PUBLIC_BASE_URL and not CHAT_PUBLIC_BASE_URL.startswith(("http://", "htt
         f"CHAT_PUBLIC_BASE_URL={CHAT_PUBLIC_BASE_URL!r}: expected an address starting with https:// or http://"
     )
 CHAT_SIGNED_URL_MAX_AGE = env_int("CHAT_SIGNED_URL_MAX_AGE", 600, minimum=1)
+# The largest file a person may import conversations from (chat.imports).
+CHAT_MAX_IMPORT_BYTES = env_int("CHAT_MAX_IMPORT_BYTES", 50 * 1024 * 1024, minimum=1)
 # A scraper sending "Authorization: Bearer <this>" may read /metrics; staff always may.
 CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN")
