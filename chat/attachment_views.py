@@ -25,7 +25,8 @@ def upload(request: HttpRequest) -> HttpResponse:
     """One file, checked and stored: answered with its chip for the composer, or a sentence."""
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > settings.CHAT_MAX_UPLOAD_BYTES + FORM_OVERHEAD:
-        # Refused before Django reads the body into a temporary file.
+        # Refused before the form is parsed (the server has the body already: a proxy's
+        # body limit, see README, stops a huge one before it reaches a worker).
         limit = settings.CHAT_MAX_UPLOAD_BYTES / 1_048_576
         return _refused(f"That file is over {limit:.1f} MB, the limit.", status=413)
     if (file := request.FILES.get("file")) is None:
