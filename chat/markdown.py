@@ -14,11 +14,15 @@ only when it must be:
   rendering it again would give;
 * an open code fence takes its lines as they come, unhighlighted, and is rendered once,
   highlighted, when it closes;
-* anything else renders the tail again, at most every ``TAIL_INTERVAL`` seconds and,
-  past ``TAIL_CAP`` bytes of HTML, only once it has grown by a quarter. Below the cap a tail
-  sent again lies within permessage-deflate's 8 KiB window, so the copy costs a few bytes
-  on the wire; past it, the growth rule keeps what is re-sent linear in the length of
-  the reply.
+* anything else renders the tail again with the next frame while the reply is within its
+  redraw budget (``FREE_REDRAWS``, then one for every ``CHARS_PER_REDRAW`` characters
+  received), and otherwise at most every ``TAIL_INTERVAL`` seconds; past ``TAIL_CAP``
+  bytes of HTML, only once it has grown by a quarter. Below the cap a tail sent again lies
+  within permessage-deflate's 8 KiB window, so the copy costs some 15 to 30 bytes on the
+  wire whatever its size: the budget bounds what redraws add per character, the cap's
+  growth rule keeps what is re-sent linear in the length of the reply. A short reply is
+  formatted at the pace of the frames; a long one, past its first redraws, about five
+  times a second.
 
 Text that may yet change how what comes before it looks is held back briefly: an
 unmatched ``**`` or backtick, a link without its URL yet, a line without a letter yet
@@ -74,8 +78,12 @@ CODE_BLOCK = (
     "{}</div>\n"
 )
 
-# How often an open block may be rendered again, and past what size of HTML only once it
-# has grown by a quarter (docs/benchmark.md, "Live markdown").
+# How often an open block may be rendered again: with every frame for a reply's first
+# FREE_REDRAWS redraws and one more for every CHARS_PER_REDRAW characters it receives;
+# beyond that budget every TAIL_INTERVAL seconds; and past TAIL_CAP bytes of HTML only
+# once it has grown by a quarter (docs/benchmark.md, "Live markdown").
+FREE_REDRAWS = 80
+CHARS_PER_REDRAW = 80
 TAIL_INTERVAL = 0.2
 TAIL_CAP = 6000
 # Text held back for what it may become is shown anyway past this many characters.
@@ -179,7 +187,9 @@ class Live:
     """The formatted state of one streaming reply, and the frames that move a page along."""
 
     def __init__(self, dom_id: str) -> None:
+        self.dom_id = dom_id
         self.end_id = f"{dom_id}-end"
+        self.blocks = ""  # the complete blocks' HTML, as the page has it
         self.source = ""  # all the text so far, shown or not
         self.start = 0  # where the open tail block begins
         self.shown = 0  # how much of the text the page shows
@@ -188,6 +198,7 @@ class Live:
         self.rendered = 0  # the tail's length when last rendered
         self.rendered_bytes = 0  # and the length of its HTML
         self.rendered_at = float("-inf")
+        self.redraws = 0
 
     def feed(self, text: str) -> None:
         self.source += text
@@ -212,6 +223,12 @@ class Live:
             return Frame(append=html.escape(plain, quote=False))
         return None
 
+    def html(self) -> str:
+        """``reply_html`` of the text shown, from the blocks rendered already: only the open
+        tail is drawn again. Last, once the reply has ended: it leaves the tail drawn."""
+        tail = self._render(self.shown, self.rendered_at).tail
+        return _body(self.blocks, tail, self.dom_id)
+
     def _appendable(self, new: str) -> bool:
         if self.mode == TEXT_MODE:
             return SAFE.fullmatch(new) is not None and not new[-1].isspace()
@@ -226,7 +243,8 @@ class Live:
             return True  # the fence closed: rendered once, highlighted
         size = end - self.start
         grown = size - self.rendered
-        if now - self.rendered_at < TAIL_INTERVAL:
+        budget = FREE_REDRAWS + len(self.source) // CHARS_PER_REDRAW
+        if self.redraws >= budget and now - self.rendered_at < TAIL_INTERVAL:
             return False
         return self.rendered_bytes <= TAIL_CAP or grown * 4 >= self.rendered
 
@@ -235,9 +253,11 @@ class Live:
         # A block after another begins on a line of its own: one line is one open block.
         cut = _complete_blocks(src) if "\n" in src else 0
         blocks = render_markdown(src[:cut]) if cut else ""
+        self.blocks += blocks
         self.start += cut
         tail = src[cut:]
         self.shown, self.rendered, self.rendered_at = end, len(tail), now
+        self.redraws += 1
         drawn = self._draw_tail(tail)
         self.rendered_bytes = len(drawn)
         return Frame(blocks=blocks, tail=drawn)
@@ -422,4 +442,8 @@ def reply_html(text: str, dom_id: str) -> str:
     live.feed(text)
     frame = live.advance(flush=True)
     blocks, tail = (frame.blocks, frame.tail or "") if frame else ("", "")
+    return _body(blocks, tail, dom_id)
+
+
+def _body(blocks: str, tail: str, dom_id: str) -> str:
     return f'{blocks}<div id="{dom_id}-tail" class="tail">{tail}</div>'

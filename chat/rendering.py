@@ -9,6 +9,7 @@ allows no inline styles (CSP), so table alignment becomes a class.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -87,8 +88,28 @@ def render_markdown(text: str) -> SafeString:
     return mark_safe(_render_markdown(text))
 
 
+# The bodies of replies that just ended in this process, drawn from their live state
+# (``Reply._finish``), so their final frames do not render the whole reply again.
+_ended_bodies: dict[int, tuple[str, str]] = {}
+_ENDED_KEPT = 256
+_ended_lock = threading.Lock()
+
+
+def remember_body(message_id: int, text: str, html: str) -> None:
+    """``html`` is ``reply_html(text)`` for this message: kept for its next few drawings."""
+    with _ended_lock:
+        _ended_bodies.pop(message_id, None)
+        _ended_bodies[message_id] = (text, html)
+        while len(_ended_bodies) > _ENDED_KEPT:
+            del _ended_bodies[next(iter(_ended_bodies))]
+
+
 def reply_body(message_id: int, text: str) -> SafeString:
     """A reply's body: the same while it streams and once it is done (``chat.markdown``)."""
+    with _ended_lock:
+        known = _ended_bodies.get(message_id)
+    if known is not None and known[0] == text:
+        return mark_safe(known[1])
     return mark_safe(reply_html(text, f"message-{int(message_id)}"))
 
 

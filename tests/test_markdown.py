@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chat import rendering
+from chat import markdown, rendering
 from chat.markdown import TAIL_CAP, Live, reply_html
 from chat.simulator.script import plan_for, reply_text
 from tests import frames
@@ -257,3 +257,58 @@ def test_a_tables_header_is_drawn_as_one_before_its_delimiter_row_arrives() -> N
     streamed.feed(" signal |\n|---|:-:|\n| chat | `[DONE]` |\n", seconds=0.3)
     assert '<th class="align-center">End signal</th>' in streamed.page.html
     assert '<td class="align-center"><code>[DONE]</code></td>' in streamed.page.html
+
+
+def lags_of(tokens: list[str], seconds: float = 0.04) -> list[float]:
+    """How long each token waited to be shown, one token a frame."""
+    streamed, waiting, lags, total = Stream(), [], [], 0
+    for token in tokens:
+        total += len(token)
+        streamed.feed(token, seconds=seconds)
+        waiting.append((total, streamed.now))
+        lags += [streamed.now - at for end, at in waiting if end <= streamed.live.shown]
+        waiting = [(end, at) for end, at in waiting if end > streamed.live.shown]
+    return lags
+
+
+def test_a_short_reply_is_formatted_at_the_pace_of_its_frames() -> None:
+    """Within its redraw budget a reply's open block is drawn again with the next frame,
+    so only what may still change (a ``**`` not yet closed, a link without its URL)
+    waits: no token of the 150-token demo, headings, lists, a table, code and all, waits
+    longer than two frames (a tail redrawn five times a second at most waited 0.2 s)."""
+    lags = lags_of(demo(150))
+    assert len(lags) == 150
+    assert max(lags) <= 0.08 + 1e-9, sorted(lags)[-5:]
+
+
+def test_a_long_reply_past_its_budget_is_redrawn_about_five_times_a_second() -> None:
+    tokens = demo(3000)
+    streamed = Stream()
+    for token in tokens:
+        streamed.feed(token)
+    live = streamed.live
+    budget = markdown.FREE_REDRAWS + len(live.source) // markdown.CHARS_PER_REDRAW
+    paced = streamed.now / markdown.TAIL_INTERVAL
+    assert budget < live.redraws <= budget + paced
+    assert max(lags_of(tokens)) <= markdown.TAIL_INTERVAL + 0.04 + 1e-9
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=12),
+    st.lists(st.integers(min_value=1, max_value=400), max_size=40),
+    st.booleans(),
+)
+def test_a_replys_live_state_draws_exactly_what_rendering_its_text_draws(
+    parts: list[str], cuts: list[int], ended: bool
+) -> None:
+    """The final frame of a reply that ended (or was stopped) here is drawn from its live
+    state (``Live.html``): the blocks rendered as it streamed and its tail drawn again."""
+    text = "".join(parts)
+    streamed = Stream()
+    for start, end in itertools.pairwise([0, *sorted({c for c in cuts if c < len(text)}), len(text)]):
+        streamed.feed(text[start:end])
+    if ended:
+        streamed.end()
+    shown = streamed.live.source[: streamed.live.shown]
+    assert streamed.live.html() == reply_html(shown, DOM)
