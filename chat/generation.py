@@ -269,7 +269,8 @@ class Reply:
                 thinking = "".join(self.thoughts[self.thoughts_fed :])
                 self.thoughts_fed = len(self.thoughts)
                 self.thoughts_shown += len(thinking)
-            frame = self.live.advance(flush=flush, now=time.monotonic())
+            eager = self.runner is None or self.runner.keeping_up
+            frame = self.live.advance(flush=flush, now=time.monotonic(), eager=eager)
             if self.live.held and self.runner is not None:
                 self.runner.relay_soon(self)
             if frame is None and not thinking:

@@ -16,13 +16,13 @@ only when it must be:
   highlighted, when it closes;
 * anything else renders the tail again with the next frame while the reply is within its
   redraw budget (``FREE_REDRAWS``, then one for every ``CHARS_PER_REDRAW`` characters
-  received), and otherwise at most every ``TAIL_INTERVAL`` seconds; past ``TAIL_CAP``
-  bytes of HTML, only once it has grown by a quarter. Below the cap a tail sent again lies
-  within permessage-deflate's 8 KiB window, so the copy costs some 15 to 30 bytes on the
-  wire whatever its size: the budget bounds what redraws add per character, the cap's
-  growth rule keeps what is re-sent linear in the length of the reply. A short reply is
-  formatted at the pace of the frames; a long one, past its first redraws, about five
-  times a second.
+  received) and its worker keeps up, and otherwise at most every ``TAIL_INTERVAL``
+  seconds; past ``TAIL_CAP`` bytes of HTML, only once it has grown by a quarter. Below
+  the cap a tail sent again lies within permessage-deflate's 8 KiB window, so the copy
+  costs some 15 to 30 bytes on the wire whatever its size: the budget bounds what redraws
+  add per character, the cap's growth rule keeps what is re-sent linear in the length of
+  the reply. A short reply is formatted at the pace of the frames; a long one, past its
+  first redraws, and every reply of a busy worker, about five times a second.
 
 Text that may yet change how what comes before it looks is held back briefly: an
 unmatched ``**`` or backtick, a link without its URL yet, a line without a letter yet
@@ -100,7 +100,9 @@ def _lexer(lang: str) -> Lexer:
         return get_lexer_by_name("text")
 
 
+@lru_cache(maxsize=256)
 def _language(info: str) -> str:
+    # Asked with every redraw of an open fence; bounded, as the names come from model output.
     lexer = _lexer(info.strip().split(" ", 1)[0].lower()[:40])
     return html.escape(lexer.aliases[0] if lexer.aliases else "text")
 
@@ -207,8 +209,11 @@ class Live:
     def held(self) -> bool:
         return self.shown < len(self.source)
 
-    def advance(self, *, flush: bool = False, now: float = 0.0) -> Frame | None:
-        """The frame that shows what may be shown now (with ``flush``, everything)."""
+    def advance(self, *, flush: bool = False, now: float = 0.0, eager: bool = True) -> Frame | None:
+        """The frame that shows what may be shown now (with ``flush``, everything).
+
+        ``eager``: the worker keeps up, so the redraw budget may be spent; a busy worker
+        (its frames already slowed) redraws at the slower pace only."""
         end = len(self.source) if flush else self._showable()
         if end <= self.shown:
             return None
@@ -216,7 +221,7 @@ class Live:
         if self._appendable(new):
             self.shown = end
             return Frame(append=html.escape(new, quote=False))
-        if flush or self._may_render(end, now):
+        if flush or self._may_render(end, now, eager):
             return self._render(end, now)
         if self.mode == TEXT_MODE and (plain := SAFE_PREFIX.match(new).group().rstrip()):
             self.shown += len(plain)
@@ -238,13 +243,13 @@ class Live:
             return not any(_is_fence_close(line, self.fence) for line in lines)
         return False
 
-    def _may_render(self, end: int, now: float) -> bool:
+    def _may_render(self, end: int, now: float, eager: bool) -> bool:
         if self.mode == FENCE_MODE:
             return True  # the fence closed: rendered once, highlighted
         size = end - self.start
         grown = size - self.rendered
         budget = FREE_REDRAWS + len(self.source) // CHARS_PER_REDRAW
-        if self.redraws >= budget and now - self.rendered_at < TAIL_INTERVAL:
+        if (self.redraws >= budget or not eager) and now - self.rendered_at < TAIL_INTERVAL:
             return False
         return self.rendered_bytes <= TAIL_CAP or grown * 4 >= self.rendered
 

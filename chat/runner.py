@@ -108,6 +108,11 @@ class Runner:
             if not watchers:
                 del self.people[user_id]
 
+    @property
+    def keeping_up(self) -> bool:
+        """The frame clock runs at its own pace: the event loop is not behind."""
+        return self.interval <= settings.CHAT_FRAME_INTERVAL
+
     def relay_soon(self, reply: Reply) -> None:
         """``reply`` has text its followers lack: it goes with the next frame."""
         self._news.add(reply)

@@ -312,3 +312,17 @@ def test_a_replys_live_state_draws_exactly_what_rendering_its_text_draws(
         streamed.end()
     shown = streamed.live.source[: streamed.live.shown]
     assert streamed.live.html() == reply_html(shown, DOM)
+
+
+def test_a_busy_worker_redraws_at_the_slower_pace_only() -> None:
+    """When the frame clock has slowed (``Runner.keeping_up`` is false), a redraw costs a
+    busy worker what it can least spare: the budget waits, the pace stays."""
+    tokens = demo(150)
+    streamed = Stream()
+    for token in tokens:
+        streamed.live.feed(token)
+        streamed.now += 0.04
+        frame = streamed.live.advance(now=streamed.now, eager=False)
+        if frame is not None:
+            streamed.frames.append(rendering.frame_html(streamed.reply_id, frame, streamed.live.shown))
+    assert streamed.live.redraws <= streamed.now / markdown.TAIL_INTERVAL + 1
