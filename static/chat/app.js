@@ -89,6 +89,9 @@ document.addEventListener("click", async (event) => {
     showCopied(button);
   } else if (button.dataset.opens) {
     byId(button.dataset.opens).showModal();
+  } else if (button.hasAttribute("data-closes-dialog")) {
+    // A plain button, not a submit: Enter in the dialog's field submits its action.
+    button.closest("dialog").close();
   } else if (button.hasAttribute("data-close-edit")) {
     const editor = button.closest("details.edit");
     editor.open = false;
