@@ -147,3 +147,21 @@ def test_a_prompt_staff_published_shows_as_shared_in_another_persons_menu(page: 
     expect(shared).to_have_text(["Weekly report shared"])
     shared.click()
     expect(box(page)).to_have_value("Write my report.")
+
+
+def test_deleting_a_prompt_asks_first_and_keeping_it_deletes_nothing(page: Page) -> None:
+    save_prompt(page, "Throwaway", "Delete me")
+    page.get_by_role("link", name="Prompts").click()
+    item = page.locator(".prompt-list > li", has_text="Throwaway")
+    delete = item.locator("summary", has_text="Delete")
+    delete.click()
+    expect(item).to_contain_text("Delete “Throwaway”? This cannot be undone.")
+    delete.click()  # changed their mind
+    expect(item.get_by_role("button", name="Yes, delete it")).to_be_hidden()
+    page.reload()
+    expect(page.locator(".prompt-title", has_text="Throwaway")).to_have_count(1)
+
+    delete.click()
+    item.get_by_role("button", name="Yes, delete it").click()
+    expect(page.get_by_role("status")).to_have_text("Deleted “Throwaway”.")
+    expect(page.locator(".prompt-title", has_text="Throwaway")).to_have_count(0)
