@@ -191,8 +191,16 @@ document.addEventListener("htmx:wsAfterMessage", () => {
 
 document.addEventListener("DOMContentLoaded", scrollToLatest);
 
+// The fields of the sidebar this page sent: the redraw its change brings may clear them.
+const sentFromSidebar = new Set();
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const form = event.target instanceof Element ? event.target.closest("#conversation-list form") : null;
+  form?.querySelectorAll("input[id]").forEach((field) => sentFromSidebar.add(field.id));
+});
+
 // A redrawn sidebar or Organise menu (another tab changed something) keeps the folders
-// and menus that were open, and the focus of a keyboard user who was inside it.
+// and menus that were open, and the focus of a keyboard user who was inside it, with what
+// they were typing there and where.
 document.addEventListener("htmx:oobBeforeSwap", (event) => {
   const {target, fragment} = event.detail;
   if (target.id !== "conversation-list" && target.id !== "organise") return;
@@ -202,10 +210,23 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
     if (open.has(details.id)) details.open = true;
   });
   const focused = document.activeElement;
-  if (focused && focused.id && target.contains(focused)) {
-    // After the swap, on the new elements: the target is gone by then.
-    document.addEventListener("htmx:oobAfterSwap", () => byId(focused.id)?.focus(), {once: true});
-  }
+  const sent = new Set(sentFromSidebar);
+  if (target.id === "conversation-list") sentFromSidebar.clear();
+  if (!focused || !focused.id || !target.contains(focused)) return;
+  const typing = focused.matches("input[type=text], input:not([type])") && !sent.has(focused.id);
+  const twin = typing ? fragment.querySelector(`#${CSS.escape(focused.id)}`) : null;
+  const [start, end] = [focused.selectionStart, focused.selectionEnd];
+  if (twin && focused.value !== focused.defaultValue) twin.value = focused.value;
+  // After the swap, on the new elements: the target is gone by then.
+  document.addEventListener(
+    "htmx:oobAfterSwap",
+    () => {
+      const field = byId(focused.id);
+      field?.focus();
+      if (twin && field === twin) field.setSelectionRange(start, end);
+    },
+    {once: true},
+  );
 });
 
 // Dragging a chat onto a folder, or back onto the plain list, is the Organise menu's Move.

@@ -157,3 +157,24 @@ def test_a_chat_dragged_onto_a_folder_is_filed_there_and_dragged_back_is_not(tab
     folder.locator("> summary").click()
     folder.get_by_role("link", name="Alpha plans").drag_to(plain_list(tab_a))
     expect(plain_list(tab_a)).to_contain_text("Alpha plans")
+
+
+def test_a_half_typed_folder_name_survives_another_tabs_change(tab_a: Page, tab_b: Page) -> None:
+    go_live(tab_a, "Alpha plans")
+    go_live(tab_b, "Beta notes")
+    field = tab_a.get_by_label("New folder name")
+    field.click()
+    field.press_sequentially("Half typ")
+
+    # B pins its chat: A's sidebar is redrawn under the person's fingers.
+    tab_b.locator("#organise > summary").click()
+    tab_b.locator("#pin-button").click()
+    expect(tab_a.locator("#conversation-list .pinned")).to_have_text("Beta notes")
+    expect(field).to_have_value("Half typ")
+    expect(field).to_be_focused()
+
+    # Typing goes on where it was; A's own Add clears the field as its redraw arrives.
+    tab_a.keyboard.type("ed")
+    tab_a.keyboard.press("Enter")
+    expect(tab_a.locator("details.folder > summary")).to_have_text("Half typed")
+    expect(field).to_have_value("")
