@@ -1,12 +1,11 @@
 """Files a person attaches to a message: images and text documents.
 
 An upload is checked, stored and shown in the composer before the message is sent; the
-message then takes it (``attach``). Images are decoded by Pillow, which must recognise
-them as one of the allowed types within the pixel limit, and re-encoded, which drops
-their metadata (EXIF GPS and the like). Documents are read as text (PDF by pypdf) and go
-into the prompt marked by their file name. Files are stored through Django's storage API
-under a random name; the URL that serves one carries an unguessable key and answers only
-its owner (staff read them through the admin transcript, which logs it).
+message then takes it (``attach``). What a file holds is read by ``chat.file_reading``:
+images decoded and re-encoded by Pillow (which drops their metadata), documents read as
+text. Files are stored through Django's storage API under a random name; the URL that
+serves one carries an unguessable key and answers only its owner (staff read them
+through the admin transcript, which logs it).
 
 An image reaches the model as data (a base64 data URL) where the dialect takes one, so
 the server never fetches a URL for it. A dialect that takes only a URL (MuAPI) gets a
@@ -17,7 +16,6 @@ refused.
 from __future__ import annotations
 
 import base64
-import io
 import math
 import secrets
 from pathlib import PurePath
@@ -29,26 +27,13 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.urls import reverse
-from PIL import Image, ImageOps, UnidentifiedImageError
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 
 from chat.checks import ChatError
+from chat.file_reading import IMAGE_TYPES, SAVED_AS, image_format, read_document, read_image
 from chat.models import Attachment, Conversation, Message
 from chat.providers import DIALECTS
 from chat.providers.config import get_providers
 
-# Pillow's format -> how it is stored and served.
-IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
-# GIF is stored as PNG (its first frame): what every vision model reads.
-SAVED_AS = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WEBP", "GIF": "PNG"}
-TEXT_SUFFIXES = {
-    ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml",
-    ".ini", ".cfg", ".log", ".xml", ".html", ".css", ".js", ".ts", ".tsx", ".jsx", ".py", ".rb",
-    ".go", ".rs", ".java", ".kt", ".c", ".h", ".cpp", ".hpp", ".cs", ".php", ".sh", ".sql", ".swift",
-}  # fmt: skip
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
-KINDS = "an image (PNG, JPEG, WebP or GIF), a PDF, or a text file (plain text, Markdown, CSV or code)"
 SIGNING_SALT = "chat.attachments"
 
 
@@ -83,7 +68,7 @@ def do_upload(owner_id: int, upload: UploadedFile) -> Attachment:
         raise ChatError(f"{name} is over {_size(settings.CHAT_MAX_UPLOAD_BYTES)}, the limit.")
     if not data:
         raise ChatError(f"{name} is empty.")
-    image = _image_format(data)
+    image = image_format(data)
     attachment = Attachment(owner_id=owner_id, key=new_key(), name=name)
     if image is not None:
         stored, width, height = read_image(name, data, image)
@@ -107,74 +92,6 @@ def do_upload(owner_id: int, upload: UploadedFile) -> Attachment:
     attachment.file.save(f"{attachment.key}{suffix}", ContentFile(stored), save=False)
     attachment.save()
     return attachment
-
-
-def _image_format(data: bytes) -> str | None:
-    """The format Pillow recognises ``data`` as, or None when it is no image at all."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.format or ""
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
-def read_image(name: str, data: bytes, image_format: str) -> tuple[bytes, int, int]:
-    """The image re-encoded without its metadata, and its size; ChatError if it is not an
-    allowed type, too large in pixels, or broken."""
-    if image_format not in IMAGE_TYPES:
-        raise ChatError(f"{name} is a {image_format or 'kind of'} image; attach {KINDS}.")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > settings.CHAT_MAX_IMAGE_PIXELS:
-                raise ChatError(
-                    f"{name} is {width:,}×{height:,} pixels; the limit is "
-                    f"{settings.CHAT_MAX_IMAGE_PIXELS:,} pixels."
-                )
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            saved_as = SAVED_AS[image_format]
-            if saved_as == "JPEG" and upright.mode not in ("RGB", "L"):
-                upright = upright.convert("RGB")
-            out = io.BytesIO()
-            # No exif, icc or text chunks are passed on: the new file carries none.
-            upright.save(out, saved_as, **({"quality": 90} if saved_as in ("JPEG", "WEBP") else {}))
-            return out.getvalue(), upright.width, upright.height
-    except ChatError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ChatError(f"{name} could not be read as an image ({type(exc).__name__}).") from None
-
-
-def read_document(name: str, data: bytes) -> str:
-    suffix = PurePath(name).suffix.lower()
-    if suffix == ".pdf":
-        return _pdf_text(name, data)
-    if suffix in IMAGE_SUFFIXES:
-        raise ChatError(f"{name} is not a PNG, JPEG, WebP or GIF image.")
-    if suffix not in TEXT_SUFFIXES:
-        raise ChatError(f"{name} cannot be attached: attach {KINDS}.")
-    if b"\x00" in data:
-        raise ChatError(f"{name} is not a text file.")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ChatError(f"{name} is not text in UTF-8.") from None
-
-
-def _pdf_text(name: str, data: bytes) -> str:
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise ChatError(f"{name} is encrypted; attach a PDF without a password.")
-        text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
-    except ChatError:
-        raise
-    except (PyPdfError, OSError, ValueError, KeyError, TypeError, RecursionError):
-        raise ChatError(f"{name} could not be read as a PDF.") from None
-    if not text:
-        raise ChatError(f"{name} has no text to read (a scanned PDF has only pictures of text).")
-    return text
 
 
 def _size(size: int) -> str:
