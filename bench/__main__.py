@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per reply")
     parser.add_argument("--tps", type=float, default=defaults.tps, help="the simulator's tokens per second")
     parser.add_argument(
+        "--style",
+        choices=["markdown", "plain"],
+        default="markdown",
+        help="the replies' text: the demo's markdown, or plain prose (no markup held back)",
+    )
+    parser.add_argument(
         "--long", type=_ints, default=defaults.long_chars, help="long-reply lengths in characters"
     )
     parser.add_argument(
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     options = Options(
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
-        tps=args.tps, long_chars=args.long, fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before,
+        tps=args.tps, style="" if args.style == "markdown" else args.style, long_chars=args.long,
+        fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before,
         min_replies=args.min_replies, stop_every=args.stop_every,
         profile_k=args.profile_k, profile_rate=args.profile_rate, probe=not args.no_probe, out=args.out,
         plot=not args.no_plot, publish=args.publish,

@@ -50,14 +50,15 @@ class Phase:
 
 
 def schedule(
-    k: int, rounds: int, tokens: int, tps: float, ramp: float, stop_every: int, seed: int
+    k: int, rounds: int, tokens: int, tps: float, ramp: float, stop_every: int, seed: int, style: str = ""
 ) -> list[Spec]:
     rng = random.Random(seed)
     duration = tokens / tps
     specs = []
     for j in range(k * rounds):
         stops = stop_every > 0 and j % stop_every == stop_every - 1
-        specs.append(Spec(tokens, rng.uniform(0, ramp), rng.uniform(0.3, 0.7) * duration if stops else None))
+        stop_after = rng.uniform(0.3, 0.7) * duration if stops else None
+        specs.append(Spec(tokens, rng.uniform(0, ramp), stop_after, style))
     return specs
 
 

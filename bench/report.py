@@ -163,7 +163,8 @@ def _plus(value: float | None) -> str:
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Run of {result['started_at']} ({result['duration_s']:.0f} s, {result['machine']['cores']} cores); "
-        f"replies of {result['settings']['tokens']} tokens at {result['settings']['tps']:g} tokens/s, "
+        f"replies of {result['settings']['tokens']} tokens at {result['settings']['tps']:g} tokens/s"
+        f"{' in plain prose' if result['settings'].get('style') == 'plain' else ''}, "
         f"every {result['settings']['stop_every']}th client presses Stop. Latencies in ms as p50 / p99.",
         "",
         "| config | K | replies | TTFT added (floor) | per-token relay | per-token floor | p99 over floor "

@@ -28,6 +28,8 @@ class Options:
     configs: list[str] = field(default_factory=lambda: ["1w", "2w"])
     tokens: int = 150
     tps: float = 50.0
+    # The replies' text: "" (the demo's markdown) or "plain" (prose, no markup to hold back).
+    style: str = ""
     long_chars: list[int] = field(default_factory=lambda: [2_000, 5_000, 20_000])
     fast_k: int = 20  # replies of a fast model side by side, on one worker (0: no such phase)
     fast_tps: float = 200.0
@@ -97,7 +99,9 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
     def measure(k: int) -> dict[str, Any]:
         rounds = -(-options.min_replies // k)
         ramp = options.ramp if k > 1 else 0.0  # K sends spread over a second: K new replies a second
-        specs = schedule(k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k)
+        specs = schedule(
+            k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k, options.style
+        )
         profiling = config.name == "1w" and k == options.profile_k
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
         options.log(
@@ -147,7 +151,9 @@ def _fast_replies(phase: Phase, options: Options) -> dict[str, Any]:
     k = options.fast_k
     rounds = -(-options.min_replies // k)
     ramp = options.ramp if k > 1 else 0.0
-    specs = schedule(k, rounds, options.tokens, options.fast_tps, ramp, options.stop_every, options.seed + k)
+    specs = schedule(
+        k, rounds, options.tokens, options.fast_tps, ramp, options.stop_every, options.seed + k, options.style
+    )
     options.log(
         f"[1w] fast: K={k}, {len(specs)} replies, {options.tokens} tokens each at {options.fast_tps:g}/s"
     )
