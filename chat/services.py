@@ -152,6 +152,14 @@ def _add_reply(
         client_id=client_id,
     )
     check_replies_running(conversation, besides=reply.pk)
+    # Whether the person's sidebar changes: a conversation without a title takes one from
+    # its first message, and one below another moves to the top of the list. (Inside the
+    # transaction that holds the person's row, so two sends cannot both miss a move.)
+    reply.moves_sidebar = not conversation.title or (
+        Conversation.objects.filter(owner_id=conversation.owner_id, updated_at__gte=conversation.updated_at)
+        .exclude(pk=conversation.pk)
+        .exists()
+    )
     changes: dict[str, Any] = {"updated_at": timezone.now()}
     if title:
         # Conditional: a title the model or the person wrote meanwhile stays.
@@ -268,7 +276,8 @@ async def _start(
 ) -> Started | None:
     """Run ``write(conversation, worker_channel)``, start the reply it made here, show it.
 
-    A new turn at the end is appended to the pages; anything else redraws them.
+    A new turn at the end is appended to the pages; anything else redraws them. The
+    sidebars are redrawn only when the reply changed them (``_add_reply``).
     """
     runner = get_runner()
     worker_channel = await runner.channel_name()
@@ -284,7 +293,8 @@ async def _start(
         await broadcast.messages_added(conversation_id, [m.pk for m in messages])
     else:
         await broadcast.thread_changed(conversation_id)
-    await broadcast.sidebar_changed(owner_id)
+    if started.reply.moves_sidebar:
+        await broadcast.sidebar_changed(owner_id)
     return started
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -40,3 +42,50 @@ async def test_pinning_redraws_the_sidebar_of_every_page_of_the_person_and_no_on
     assert await bobs_page.receive_nothing()
     await alices_page.disconnect()
     await bobs_page.disconnect()
+
+
+async def test_a_message_redraws_the_sidebar_only_when_it_changes_it(sim, monkeypatch) -> None:
+    """A first message names its conversation, and a message in a chat below another moves
+    it to the top: each redraws the person's sidebars. A message in the chat already at
+    the top, with its title, changes nothing there, and no sidebar is sent (at 10,000
+    chats that is some 29 KB a message)."""
+    from chat import broadcast, rendering
+    from chat.consumers import get_sidebar
+
+    told: list[int] = []
+    tell = broadcast.sidebar_changed
+
+    async def telling(user_id: int) -> None:
+        told.append(user_id)
+        await tell(user_id)
+
+    monkeypatch.setattr(broadcast, "sidebar_changed", telling)
+    alice = await make_user("alice")
+    older = await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1", title="Older")
+    newer = await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1", title="Newer")
+
+    async def drawn() -> str:
+        shown, current = await sync_to_async(get_sidebar)(alice, newer.pk)
+        return rendering.sidebar_html(shown, current)
+
+    async def send(conversation: Conversation, text: str, client_id: str) -> tuple[bool, str, str]:
+        before = await drawn()
+        _, page = await connect(alice, conversation.pk)
+        await page.send_to(json.dumps({"message": f"{text} [sim tokens=3 tps=100]", "client_id": client_id}))
+        await frames_until(page, r'data-role="assistant" data-status="complete"')
+        await page.disconnect()
+        # Told when the reply started, before its first frame (a title written later by
+        # the model tells again: only for the last, untitled one).
+        redrawn = alice.pk in told
+        told.clear()
+        return redrawn, before, await drawn()
+
+    redrawn, before, after = await send(newer, "At the top", "t1")
+    assert not redrawn and before == after
+    redrawn, before, after = await send(older, "Up you go", "t2")
+    assert redrawn and before != after
+    redrawn, before, after = await send(older, "Still at the top", "t3")
+    assert not redrawn and before == after
+    untitled = await make_conversation(alice)
+    redrawn, before, after = await send(untitled, "Name me", "t4")
+    assert redrawn and before != after
