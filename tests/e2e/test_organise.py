@@ -19,6 +19,11 @@ TITLES = ("Alpha plans", "Beta notes", "Gamma ideas")
 # htmx tells when a page's socket is open: a change broadcast before that would be missed.
 RECORD_SOCKET = """
 document.addEventListener("htmx:wsOpen", () => { document.documentElement.dataset.socket = "open"; });
+document.addEventListener("htmx:wsAfterMessage", (event) => {
+  if (!String(event.detail.message).includes('id="conversation-list"')) return;
+  const data = document.documentElement.dataset;
+  data.sidebarRedraws = String(Number(data.sidebarRedraws || 0) + 1);
+});
 """
 
 
@@ -77,6 +82,11 @@ def tab_to(page: Page, selector: str) -> None:
         if page.evaluate("(s) => document.activeElement.matches(s)", selector):
             return
     raise AssertionError(f"Tab never reached {selector}")
+
+
+def sidebar_redraws(page: Page) -> int:
+    """How many times the socket redrew the sidebar since the page loaded."""
+    return int(page.evaluate("document.documentElement.dataset.sidebarRedraws || '0'"))
 
 
 def plain_list(page: Page):
@@ -146,11 +156,19 @@ def test_the_archived_page_lists_an_archived_chat_and_unarchives_it(tab_a: Page)
 
 def test_a_chat_dragged_onto_a_folder_is_filed_there_and_dragged_back_is_not(tab_a: Page) -> None:
     go_live(tab_a, "Gamma ideas")
+    redrawn = sidebar_redraws(tab_a)
     tab_a.get_by_label("New folder name").fill("Drop here")
     tab_a.get_by_label("New folder name").press("Enter")
     folder = tab_a.locator("details.folder", has_text="Drop here")
+    # Drag only once the socket has redrawn the sidebar with the new folder (the answer
+    # to the form draws it too, unless that redraw came first): a redraw under a drag
+    # ends it, and the new folder pushes the list down, so the chat under the pointer
+    # would be the one above.
+    expect(tab_a.locator(f"html[data-sidebar-redraws='{redrawn + 1}']")).to_be_attached()
+    expect(folder.locator("> summary")).to_be_visible()
 
     plain_list(tab_a).get_by_role("link", name="Alpha plans").drag_to(folder.locator("> summary"))
+    expect(tab_a.locator(f"html[data-sidebar-redraws='{redrawn + 2}']")).to_be_attached()
     expect(folder.locator("> ul")).to_contain_text("Alpha plans")
     expect(plain_list(tab_a)).not_to_contain_text("Alpha plans")
 
