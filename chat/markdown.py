@@ -81,7 +81,7 @@ CODE_BLOCK = (
 # How often an open block may be rendered again: with every frame for a reply's first
 # FREE_REDRAWS redraws and one more for every CHARS_PER_REDRAW characters it receives;
 # beyond that budget every TAIL_INTERVAL seconds; and past TAIL_CAP bytes of HTML only
-# once it has grown by a quarter (docs/benchmark.md, "Live markdown").
+# once it has grown by a quarter (docs/benchmark.md, "The redraw budget").
 FREE_REDRAWS = 80
 CHARS_PER_REDRAW = 80
 TAIL_INTERVAL = 0.2

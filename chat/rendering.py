@@ -91,7 +91,7 @@ def render_markdown(text: str) -> SafeString:
 # The bodies of replies that just ended in this process, drawn from their live state
 # (``Reply._finish``), so their final frames do not render the whole reply again.
 _ended_bodies: dict[int, tuple[str, str]] = {}
-_ENDED_KEPT = 256
+_ENDED_KEPT = 64
 _ended_lock = threading.Lock()
 
 
