@@ -233,11 +233,15 @@ async def test_a_stopping_note_that_comes_after_the_final_frame_is_not_shown(sim
     from chat import broadcast
 
     alice = await make_user("alice")
-    conversation = await make_conversation(alice)
+    # Titled, and the person's newest: nothing after the final frame redraws the sidebar
+    # (no title to write, no move up the list), so any frame after it is the note's.
+    conversation = await Conversation.objects.acreate(
+        owner=alice, provider="demo", model="demo-1", title="Notes"
+    )
     _, communicator = await connect(alice, conversation.pk)
     await communicator.send_to(json.dumps({"message": "Short [sim tokens=5 tps=100]", "client_id": "n1"}))
     await frames_until(communicator, r'data-role="assistant" data-status="complete"')
-    while not await communicator.receive_nothing(0.3):  # the title and the sidebar
+    while not await communicator.receive_nothing(0.3):  # what came beside the final frame
         await communicator.receive_from(1)
     reply = await reply_of(conversation)
 
