@@ -2,8 +2,8 @@
 
 One runner per process (per event loop, in tests). It starts replies as tasks of their
 own, relays their text to the pages following them on one clock for all of them, saves
-everyone's progress in one transaction a second, names conversations in the background
-when it is not busy, and answers Stop and follow requests from any worker.
+everyone's progress in one transaction a second, names conversations in the background,
+and answers Stop and follow requests from any worker.
 
 The frame clock: every ``CHAT_FRAME_INTERVAL`` the text each reply received since its last
 frame goes out as one frame. When the event loop falls behind (it wakes late), the
@@ -56,11 +56,8 @@ class Runner:
         self.pages: dict[int, set[Follower]] = {}
         self.people: dict[int, set[SessionsChanged]] = {}
         self.channel: str | None = None
+        self.titles = TitleQueue()
         self.interval = settings.CHAT_FRAME_INTERVAL
-        # Set while the frame clock keeps its pace: background work (titles) waits for it.
-        self.quiet = asyncio.Event()
-        self.quiet.set()
-        self.titles = TitleQueue(self.quiet)
         self._news: set[Reply] = set()
         self._background: set[asyncio.Future[None]] = set()
         metrics.REPLIES_ACTIVE.set_function(lambda: len(self.replies))
@@ -154,10 +151,6 @@ class Runner:
             self.interval = next_interval(
                 self.interval, lag, settings.CHAT_FRAME_INTERVAL, settings.CHAT_MAX_FRAME_INTERVAL
             )
-            if self.keeping_up:
-                self.quiet.set()
-            else:
-                self.quiet.clear()
             news, self._news = self._news, set()
             for reply in news:
                 try:

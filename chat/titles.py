@@ -3,10 +3,8 @@
 The model is asked with a short request of its own (the first message, the beginning of
 its answer and an instruction, read only up to the first line); if that fails or is slow,
 the first words stay. A title the person set is never replaced. The requests run in the
-background, one at a time per worker (``TitleQueue``), and wait while the worker is busy
-(its frame clock behind, ``Runner.quiet``), for at most ``TITLE_DEFER`` seconds: a title is
-a nicety, and when many replies end together their titles must not compete with the
-replies still streaming.
+background, one at a time per worker (``TitleQueue``): a title is a nicety, and when many
+replies end together their titles must not compete with the replies still streaming.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ TITLE_INSTRUCTION = (
 # Enough of the first answer to tell what the conversation is about.
 ANSWER_EXCERPT = 600
 TITLE_TIMEOUT = 8.0
-# How long a title waits for a busy worker to catch up before it is asked for anyway.
-TITLE_DEFER = 30.0
 # Enough for a title; the rest of a long answer is never read.
 MAX_READ = 300
 
@@ -131,12 +127,10 @@ async def name_conversation(reply_id: int) -> None:
 
 
 class TitleQueue:
-    """The conversations of one worker waiting for a title, named one at a time, each when
-    ``quiet`` is set (the worker keeps up) or after ``TITLE_DEFER`` seconds."""
+    """The conversations of one worker waiting for a title, named one at a time."""
 
-    def __init__(self, quiet: asyncio.Event | None = None) -> None:
+    def __init__(self) -> None:
         self._waiting: asyncio.Queue[int] = asyncio.Queue()
-        self._quiet = quiet
 
     def add(self, reply_id: int) -> None:
         """Name the conversation of ``reply``, a first reply that completed, when its turn comes."""
@@ -146,10 +140,6 @@ class TitleQueue:
         while True:
             reply_id = await self._waiting.get()
             try:
-                if self._quiet is not None:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(TITLE_DEFER):
-                            await self._quiet.wait()
                 await name_conversation(reply_id)
             except Exception:
                 logger.exception("naming the conversation of reply %s failed", reply_id)

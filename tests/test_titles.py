@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from decimal import Decimal
 
@@ -107,43 +106,3 @@ async def test_a_title_requests_tokens_and_cost_are_recorded_apart_from_the_repl
     assert conversation.title_cost == (Decimal(expected_in) * 1 + Decimal(expected_out) * 2) / 1_000_000
     # Apart: the reply's own counts are its own.
     assert reply.input_tokens != conversation.title_input_tokens
-
-
-async def test_a_title_waits_while_its_worker_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Titles never compete with the replies of a busy worker: each waits until the frame
-    clock keeps its pace again (``Runner.quiet``)."""
-    named: list[int] = []
-
-    async def naming(reply_id: int) -> None:
-        named.append(reply_id)
-
-    monkeypatch.setattr(titles, "name_conversation", naming)
-    quiet = asyncio.Event()
-    queue = titles.TitleQueue(quiet)
-    running = asyncio.create_task(queue.run())
-    queue.add(7)
-    for _ in range(20):  # the queue goes as far as it can
-        await asyncio.sleep(0)
-    assert named == []
-    quiet.set()
-    await queue.join()
-    assert named == [7]
-    running.cancel()
-
-
-async def test_a_title_is_asked_for_anyway_once_it_has_waited_long_enough(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    named: list[int] = []
-
-    async def naming(reply_id: int) -> None:
-        named.append(reply_id)
-
-    monkeypatch.setattr(titles, "name_conversation", naming)
-    monkeypatch.setattr(titles, "TITLE_DEFER", 0.05)
-    queue = titles.TitleQueue(asyncio.Event())  # never quiet
-    running = asyncio.create_task(queue.run())
-    queue.add(8)
-    await queue.join()
-    assert named == [8]
-    running.cancel()
