@@ -373,8 +373,8 @@ class Reply:
             retries=self.retries,
         )
         self.finished = True
-        if outcome.content == self.relayed_text:
-            # What its pages show: their final frames need not render it all again.
+        if self.followers and outcome.content == self.relayed_text:
+            # What its pages here show: their final frames need not render it all again.
             rendering.remember_body(self.id, outcome.content, self.live.html())
         labels = (self.job.provider, self.job.model)
         metrics.REPLIES_ENDED.labels(outcome.status, *labels).inc()

@@ -191,7 +191,7 @@ class Live:
     def __init__(self, dom_id: str) -> None:
         self.dom_id = dom_id
         self.end_id = f"{dom_id}-end"
-        self.blocks = ""  # the complete blocks' HTML, as the page has it
+        self.blocks: list[str] = []  # the complete blocks' HTML, as the page has it
         self.source = ""  # all the text so far, shown or not
         self.start = 0  # where the open tail block begins
         self.shown = 0  # how much of the text the page shows
@@ -232,7 +232,7 @@ class Live:
         """``reply_html`` of the text shown, from the blocks rendered already: only the open
         tail is drawn again. Last, once the reply has ended: it leaves the tail drawn."""
         tail = self._render(self.shown, self.rendered_at).tail
-        return _body(self.blocks, tail, self.dom_id)
+        return _body("".join(self.blocks), tail, self.dom_id)
 
     def _appendable(self, new: str) -> bool:
         if self.mode == TEXT_MODE:
@@ -258,7 +258,8 @@ class Live:
         # A block after another begins on a line of its own: one line is one open block.
         cut = _complete_blocks(src) if "\n" in src else 0
         blocks = render_markdown(src[:cut]) if cut else ""
-        self.blocks += blocks
+        if blocks:
+            self.blocks.append(blocks)
         self.start += cut
         tail = src[cut:]
         self.shown, self.rendered, self.rendered_at = end, len(tail), now
