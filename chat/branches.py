@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from chat import attachments, feedback
+from chat import attachments, feedback, sql
 from chat.models import Attachment, Message
 from chat.providers.base import Image, Turn
 
@@ -41,11 +41,16 @@ class Shape:
         return self.path[-1] if self.path else None
 
 
+# Read with every message sent and every reply's end (``chat.sql``), in the model's order.
+IN_ORDER = f"FROM {Message._meta.db_table} WHERE conversation_id = %s ORDER BY created_at, id"
+MESSAGES = f"SELECT * {IN_ORDER}"
+SHAPE = f"SELECT id, parent_id, selected_at {IN_ORDER}"
+
+
 def shape_of(conversation_id: int) -> Shape:
-    rows = Message.objects.filter(conversation_id=conversation_id).values_list(
-        "pk", "parent_id", "selected_at"
-    )
-    return _shape(list(rows))
+    # ``selected_at`` as the database gives it: a datetime, or SQLite's text of one, whose
+    # fixed form (``YYYY-MM-DD HH:MM:SS[.ffffff]``, in UTC) sorts as the datetimes do.
+    return _shape(sql.rows(SHAPE, [conversation_id]))
 
 
 def _shape(rows: list[tuple[int, int | None, object]]) -> Shape:
@@ -74,20 +79,24 @@ def _shape(rows: list[tuple[int, int | None, object]]) -> Shape:
     return Shape(path, versions)
 
 
-def annotate(messages: Iterable[Message], shape: Shape) -> list[Message]:
+def annotate(messages: Iterable[Message], shape: Shape, *, rated: bool = True) -> list[Message]:
     """Give each message what its template shows: ``versions``, ``is_last`` and
-    ``feedback_given`` (``chat.feedback``)."""
+    ``feedback_given`` (``chat.feedback``; ``rated=False``: none can have any yet)."""
     messages = list(messages)
     for message in messages:
         message.versions = shape.versions.get(message.pk)
         message.is_last = message.pk == shape.last
-    feedback.attach(messages)
+    if rated:
+        feedback.attach(messages)
+    else:
+        for message in messages:
+            message.feedback_given = None
     return messages
 
 
 def visible_path(conversation_id: int) -> list[Message]:
     """The messages the page shows, first to last, read in one query."""
-    messages = list(Message.objects.filter(conversation_id=conversation_id))
+    messages = list(Message.objects.raw(MESSAGES, [conversation_id]))
     shape = _shape([(m.pk, m.parent_id, m.selected_at) for m in messages])
     by_id = {m.pk: m for m in messages}
     return annotate((by_id[pk] for pk in shape.path), shape)

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from chat import sql
 from chat.models import Conversation, Message
 from chat.providers import accepts_images
 from chat.providers.config import get_providers
@@ -21,6 +22,21 @@ from chat.providers.config import get_providers
 BUSY = "A reply is still being written here: wait for it, or press Stop, first."
 # The image URL column's length.
 MAX_IMAGE_URL = Message._meta.get_field("image_url").max_length
+
+# Run with every message (``chat.sql``). A person's messages are found through their
+# conversations, as ``Message.objects.filter(conversation__owner_id=...)`` finds them.
+MESSAGES = Message._meta.db_table
+CONVERSATIONS = Conversation._meta.db_table
+ACTIVE = ", ".join(f"'{status}'" for status in Message.ACTIVE)
+RECENT_MESSAGES = f"""
+    SELECT COUNT(*) FROM {MESSAGES} m JOIN {CONVERSATIONS} c ON c.id = m.conversation_id
+    WHERE c.owner_id = %s AND m.role = '{Message.Role.USER}' AND m.created_at >= %s
+"""
+RUNNING_REPLIES = f"""
+    SELECT m.id, m.conversation_id FROM {MESSAGES} m JOIN {CONVERSATIONS} c ON c.id = m.conversation_id
+    WHERE c.owner_id = %s AND m.status IN ({ACTIVE})
+"""
+RUNNING_HERE = f"SELECT 1 FROM {MESSAGES} WHERE conversation_id = %s AND status IN ({ACTIVE}) LIMIT 1"
 
 
 class ChatError(Exception):
@@ -67,9 +83,7 @@ def check_image(conversation: Conversation, image_url: str) -> None:
 def check_rate(user_id: int) -> None:
     """At most ``CHAT_MESSAGES_PER_MINUTE`` messages a minute per person, on every worker."""
     since = timezone.now() - timedelta(minutes=1)
-    recent = Message.objects.filter(
-        conversation__owner_id=user_id, role=Message.Role.USER, created_at__gte=since
-    ).count()
+    (recent,) = sql.row(RECENT_MESSAGES, [user_id, sql.timestamp(since)])
     if recent >= settings.CHAT_MESSAGES_PER_MINUTE:
         raise ChatError("You are sending messages faster than allowed; wait a minute and try again.")
 
@@ -83,10 +97,8 @@ def check_replies_running(conversation: Conversation, besides: int) -> None:
     owner_id = conversation.owner_id
     if connection.features.has_select_for_update:
         # Two workers take turns here; SQLite's immediate transactions already do.
-        list(get_user_model().objects.select_for_update().filter(pk=owner_id).values_list("pk"))
-    running = list(
-        Message.objects.active().filter(conversation__owner_id=owner_id).values_list("pk", "conversation_id")
-    )
+        sql.rows(f"SELECT id FROM {get_user_model()._meta.db_table} WHERE id = %s FOR UPDATE", [owner_id])
+    running = sql.rows(RUNNING_REPLIES, [owner_id])
     limit = settings.CHAT_MAX_CONCURRENT_REPLIES
     if len(running) > limit:
         replies = "reply" if limit == 1 else "replies"
@@ -109,7 +121,7 @@ def check_branch(conversation: Conversation, message_id: int, role: str = "") ->
 
 def check_no_reply_running(conversation: Conversation) -> None:
     """One reply at a time in a conversation: the next turn needs the whole of this one."""
-    if Message.objects.active().filter(conversation=conversation).exists():
+    if sql.row(RUNNING_HERE, [conversation.pk]):
         raise ChatError(BUSY)
 
 

@@ -65,12 +65,20 @@ def do_save_progress_many(batch: list[tuple[int, str, str, int]]) -> dict[int, s
     return {reply_id: reasons.get(reply_id, "") for reply_id in refused}
 
 
+# Read with every reply's end (``chat.sql``).
+ONE_MESSAGE = f"SELECT * FROM {Message._meta.db_table} WHERE id = %s"
+
+
 def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None:
     """The final state, and the message as its final frame shows it; None when the reply
     had ended already (or was deleted)."""
     if not Message.objects.transition(reply_id, status, heartbeat_at=None, **fields):
         return None
-    return next(iter(branches.with_versions(list(Message.objects.filter(pk=reply_id)))), None)
+    message = next(iter(Message.objects.raw(ONE_MESSAGE, [reply_id])), None)
+    if message is None:
+        return None
+    # Feedback is given on a reply that has ended: this one, only now.
+    return branches.annotate([message], branches.shape_of(message.conversation_id), rated=False)[0]
 
 
 def do_request_stop(reply_id: int, reason: str = "") -> bool:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from chat import attachments, branches, broadcast
+from chat import attachments, branches, broadcast, sql
 from chat.access import EXPIRED, SignedOut, signed_in
 from chat.budgets import check_budget
 from chat.checks import (
@@ -30,7 +28,7 @@ from chat.checks import (
     check_replies_running,
 )
 from chat.generation import Job, load_job
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageBudget
 from chat.providers import reply_parameters
 from chat.providers.config import get_providers
 from chat.runner import get_runner
@@ -50,6 +48,23 @@ class Started:
     @property
     def reply(self) -> Message:
         return self.messages[-1]
+
+
+# Run with every message (``chat.sql``).
+CONVERSATIONS = Conversation._meta.db_table
+# The person's conversation, and whether they have a budget (``check_budget`` reads it then).
+CONVERSATION = f"""
+    SELECT c.*, b.id AS budget_id FROM {CONVERSATIONS} c
+    LEFT JOIN {UsageBudget._meta.db_table} b ON b.user_id = c.owner_id
+    WHERE c.id = %s AND c.owner_id = %s
+"""
+# Another of the person's conversations at or above this one in the sidebar.
+BELOW_ANOTHER = f"SELECT 1 FROM {CONVERSATIONS} WHERE owner_id = %s AND updated_at >= %s AND id <> %s LIMIT 1"
+# Conditional: a title the model or the person wrote meanwhile stays.
+TOUCH = f"""
+    UPDATE {CONVERSATIONS} SET updated_at = %s, title = CASE WHEN title = '' THEN %s ELSE title END
+    WHERE id = %s
+"""
 
 
 # Writes
@@ -155,16 +170,11 @@ def _add_reply(
     # Whether the person's sidebar changes: a conversation without a title takes one from
     # its first message, and one below another moves to the top of the list. (Inside the
     # transaction that holds the person's row, so two sends cannot both miss a move.)
-    reply.moves_sidebar = not conversation.title or (
-        Conversation.objects.filter(owner_id=conversation.owner_id, updated_at__gte=conversation.updated_at)
-        .exclude(pk=conversation.pk)
-        .exists()
+    since = sql.timestamp(conversation.updated_at)
+    reply.moves_sidebar = not conversation.title or bool(
+        sql.row(BELOW_ANOTHER, [conversation.owner_id, since, conversation.pk])
     )
-    changes: dict[str, Any] = {"updated_at": timezone.now()}
-    if title:
-        # Conditional: a title the model or the person wrote meanwhile stays.
-        changes["title"] = Case(When(title="", then=Value(title)), default=F("title"))
-    Conversation.objects.filter(pk=conversation.pk).update(**changes)
+    sql.execute(TOUCH, [sql.timestamp(timezone.now()), title, conversation.pk])
     return reply
 
 
@@ -309,7 +319,8 @@ def _checked_write(
     """
     check_signed_in(session_key, owner_id)
     conversation = get_conversation(owner_id, conversation_id)
-    check_budget(conversation.owner)
+    if conversation.budget_id is not None:
+        check_budget(owner_id)
     check_rate(owner_id)
     created = write(conversation, worker_channel)
     if created is None:
@@ -330,12 +341,8 @@ def check_signed_in(session_key: str | None, owner_id: int) -> None:
 
 
 def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
-    """The person's conversation, with the person and their budget (``check_budget``)."""
-    conversation = (
-        Conversation.objects.filter(pk=conversation_id, owner_id=owner_id)
-        .select_related("owner__usage_budget")
-        .first()
-    )
+    """The person's conversation; its ``budget_id`` says whether they have a budget."""
+    conversation = next(iter(Conversation.objects.raw(CONVERSATION, [conversation_id, owner_id])), None)
     if conversation is None:
         raise NotFound("That conversation is gone.")
     return conversation

@@ -11,14 +11,27 @@ from typing import Any
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.utils import timezone
 
+from chat import sql
 from chat.models import UserSession
+
+# Read with every request, and with every message a socket sends (``chat.sql``).
+SESSION = f"SELECT * FROM {UserSession._meta.db_table} WHERE session_key = %s AND expire_date > %s"
 
 
 class SessionStore(DatabaseSessionStore):
     @classmethod
     def get_model_class(cls) -> type:
         return UserSession
+
+    def _get_session_from_db(self) -> UserSession | None:
+        # Django's own read (``objects.get``) as one written-out statement.
+        now = sql.timestamp(timezone.now())
+        session = next(iter(UserSession.objects.raw(SESSION, [self.session_key, now])), None)
+        if session is None:
+            self._session_key = None
+        return session
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:
         session = super().create_model_instance(data)

@@ -1,0 +1,50 @@
+"""Statements written out as SQL, for the few that run with every message.
+
+The ORM builds a statement afresh each time it runs: on the benchmark's machine about
+0.8 ms of Python for a one-row read against 0.07 ms to run it through the driver, and
+a message's trips ran a dozen of them, on the one database thread a worker has
+(``docs/benchmark.md``, "The database off the hot path"). So the reads and updates a send,
+a reply's end and a socket's opening make are written once here, in SQL that SQLite and
+PostgreSQL both take; model rows are read with ``Manager.raw``, which applies each
+field's conversion from the database as the ORM does. Everything else uses the ORM.
+
+Placeholders are ``%s`` (Django's cursor maps them for SQLite), and table names come from
+the models' ``_meta``. Datetimes go through ``timestamp`` as the ORM's own parameters do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+
+def rows(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def row(sql: str, params: Sequence[Any] = ()) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> int:
+    """Run a write; the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def timestamp(value: datetime) -> Any:
+    """A datetime as a parameter, as the ORM passes it (SQLite keeps text)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def in_list(values: Sequence[Any]) -> str:
+    """The placeholders of ``IN (...)`` for ``values``."""
+    return ", ".join(["%s"] * len(values))
