@@ -60,11 +60,14 @@ def signed_in(session_key: str | None, user_id: int) -> bool:
     return user.is_authenticated and user.pk == user_id
 
 
+# Read with every socket that opens (``chat.sql``).
+EXPIRY = f"SELECT session_key, expire_date FROM {UserSession._meta.db_table} WHERE session_key = %s"
+
+
 def session_expiry(session_key: str | None) -> float | None:
     """Seconds until the session expires, as stored now."""
-    sessions = UserSession.objects.filter(session_key=session_key)
-    expires = sessions.values_list("expire_date", flat=True).first()
-    return None if expires is None else (expires - timezone.now()).total_seconds()
+    session = next(iter(UserSession.objects.raw(EXPIRY, [session_key])), None)
+    return None if session is None else (session.expire_date - timezone.now()).total_seconds()
 
 
 def end_sessions(actor: AbstractBaseUser, user: AbstractBaseUser, *, keep: str | None = None) -> int:

@@ -27,7 +27,7 @@ MAX_IMAGE_URL = Message._meta.get_field("image_url").max_length
 # conversations, as ``Message.objects.filter(conversation__owner_id=...)`` finds them.
 MESSAGES = Message._meta.db_table
 CONVERSATIONS = Conversation._meta.db_table
-ACTIVE = ", ".join(f"'{status}'" for status in Message.ACTIVE)
+ACTIVE = sql.literals(Message.ACTIVE)
 RECENT_MESSAGES = f"""
     SELECT COUNT(*) FROM {MESSAGES} m JOIN {CONVERSATIONS} c ON c.id = m.conversation_id
     WHERE c.owner_id = %s AND m.role = '{Message.Role.USER}' AND m.created_at >= %s

@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
 
-from chat import access, attachments, broadcast, metrics, rendering, replies, services, sidebar
+from chat import access, attachments, broadcast, metrics, rendering, replies, services, sidebar, sql
 from chat.following import Follower, get_messages, newest_message
 from chat.logs import once_a_minute
 from chat.models import Conversation, Message
@@ -41,8 +41,16 @@ _open_consumers: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
 metrics.SOCKETS_OPEN.set_function(lambda: len(_open_consumers))
 
 
+# Read with every socket that opens (``chat.sql``).
+OWNS = f"SELECT 1 FROM {Conversation._meta.db_table} WHERE id = %s AND owner_id = %s"
+ACTIVE_REPLIES = f"""
+    SELECT * FROM {Message._meta.db_table}
+    WHERE conversation_id = %s AND status IN ({sql.literals(Message.ACTIVE)}) ORDER BY created_at, id
+"""
+
+
 def owns(user_id: int, conversation_id: int) -> bool:
-    return Conversation.objects.filter(pk=conversation_id, owner_id=user_id).exists()
+    return sql.row(OWNS, [conversation_id, user_id]) is not None
 
 
 def get_own_conversation(user_id: int, conversation_id: int) -> Conversation | None:
@@ -67,7 +75,7 @@ def get_sidebar(user: Any, conversation_id: int) -> tuple[sidebar.Sidebar, Conve
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:
-    return list(Message.objects.active().filter(conversation_id=conversation_id))
+    return list(Message.objects.raw(ACTIVE_REPLIES, [conversation_id]))
 
 
 def changed_since(conversation_id: int, since: float | None) -> bool:

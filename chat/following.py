@@ -21,9 +21,8 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from django.db.models import Max
 
-from chat import branches, broadcast, metrics, rendering
+from chat import branches, broadcast, metrics, rendering, sql
 from chat.models import Message
 from chat.runner import Runner
 
@@ -49,8 +48,13 @@ def get_thread(conversation_id: int) -> tuple[list[Message], int]:
     return branches.visible_path(conversation_id), newest_message(conversation_id)
 
 
+# Read with every socket that opens (``chat.sql``).
+NEWEST = f"SELECT MAX(id) FROM {Message._meta.db_table} WHERE conversation_id = %s"
+
+
 def newest_message(conversation_id: int) -> int:
-    return Message.objects.filter(conversation_id=conversation_id).aggregate(newest=Max("pk"))["newest"] or 0
+    (newest,) = sql.row(NEWEST, [conversation_id])
+    return newest or 0
 
 
 class Follower:

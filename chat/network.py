@@ -198,12 +198,72 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
+class Pool(httpcore.AsyncConnectionPool):
+    """httpcore's pool, with its bookkeeping pass in one walk over the connections.
+
+    The pool runs ``_assign_requests_to_connections`` whenever a request starts or a
+    response closes. httpcore 1.0.9's walks every connection again for each idle one it
+    looks at, and again for each queued request (encode/httpcore#1035, still open): with a
+    reply per connection, at 200 replies that pass was a tenth of a worker's CPU
+    (docs/benchmark.md). This one does what it does in a walk or two. It also counts the
+    idle connections against ``max_keepalive_connections``, as that limit is documented;
+    httpcore's compares the count of all connections, so past that many replies at once
+    every connection a reply gave back was closed instead of kept alive.
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        # Closed ones go; expired ones are closed; surplus idle ones, oldest first, too.
+        kept: list[httpcore.AsyncConnectionInterface] = []
+        idle = 0
+        for connection in self._connections:
+            if connection.is_closed():
+                continue
+            if connection.has_expired():
+                closing.append(connection)
+                continue
+            kept.append(connection)
+            idle += connection.is_idle()
+        surplus = idle - self._max_keepalive_connections
+        if surplus > 0:
+            for connection in [c for c in kept if c.is_idle()][:surplus]:
+                kept.remove(connection)
+                closing.append(connection)
+        self._connections[:] = kept
+
+        # Queued requests: a connection that can take one (the first, as httpcore picks),
+        # else a new connection, else an idle one closed to make room for a new one.
+        # Assigning a request changes no connection's state until the request starts, so
+        # the lists are read once (a new connection is neither available nor idle).
+        queued = [request for request in self._requests if request.is_queued()]
+        if not queued:
+            return closing
+        available = [c for c in self._connections if c.is_available()]
+        idle_connections = [c for c in self._connections if c.is_idle()]
+        for pool_request in queued:
+            origin = pool_request.request.url.origin
+            connection = next((c for c in available if c.can_handle_request(origin)), None)
+            if connection is None and len(self._connections) >= self._max_connections:
+                if not idle_connections:
+                    continue
+                spare = idle_connections.pop(0)
+                self._connections.remove(spare)
+                if spare in available:
+                    available.remove(spare)
+                closing.append(spare)
+            if connection is None:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            pool_request.assign_to_connection(connection)
+        return closing
+
+
 def transport(limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport:
-    """httpx's own transport, on a connection pool that uses ``AsyncioBackend``."""
+    """httpx's own transport, on a connection pool (``Pool``) that uses ``AsyncioBackend``."""
     result = httpx.AsyncHTTPTransport(limits=limits)
     # httpx builds its pool without a way to pass a network backend; this is the pool it
     # builds (httpx/_transports/default.py), with one.
-    result._pool = httpcore.AsyncConnectionPool(
+    result._pool = Pool(
         ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

@@ -107,6 +107,89 @@ async def test_a_connection_read_to_its_end_is_used_again(client: httpx.AsyncCli
     assert connections == 1
 
 
+async def test_idle_connections_are_kept_alive_while_more_than_the_limit_are_busy(
+    client: httpx.AsyncClient,
+) -> None:
+    """The keep-alive limit (5 here) counts idle connections: with 7 requests at once,
+    the 3 that end first leave their connections for the next 3 requests. (httpcore's own
+    pool counted every connection, so past 5 at once each one given back was closed.)"""
+    connections = 0
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            line = await reader.readline()
+            await read_head(reader)
+            if not line:
+                break
+            if b"/held" in line:
+                await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server, port = await serve(handler)
+    async with server:
+        held = [asyncio.create_task(client.get(f"http://127.0.0.1:{port}/held")) for _ in range(4)]
+        quick = [client.get(f"http://127.0.0.1:{port}/quick") for _ in range(3)]
+        assert [r.text for r in await asyncio.gather(*quick)] == ["ok"] * 3
+        assert connections == 7
+        again = [client.get(f"http://127.0.0.1:{port}/quick") for _ in range(3)]
+        assert [r.text for r in await asyncio.gather(*again)] == ["ok"] * 3
+        assert connections == 7
+        release.set()
+        assert [r.text for r in await asyncio.gather(*held)] == ["ok"] * 4
+
+
+class FakeConnection:
+    """What the pool asks of a connection, counted."""
+
+    asked = 0
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def _ask(self, answer: bool) -> bool:
+        FakeConnection.asked += 1
+        return answer
+
+    def is_closed(self) -> bool:
+        return self._ask(self.state == "closed")
+
+    def has_expired(self) -> bool:
+        return self._ask(False)
+
+    def is_idle(self) -> bool:
+        return self._ask(self.state == "idle")
+
+    def is_available(self) -> bool:
+        return self._ask(self.state == "idle")
+
+    def can_handle_request(self, origin) -> bool:
+        return self._ask(True)
+
+
+def test_the_pool_looks_at_each_connection_a_bounded_number_of_times_per_pass() -> None:
+    """One bookkeeping pass, with every request and response, over 300 connections:
+    httpcore's looked at every connection again for each idle one (90,000 questions)."""
+    pool = network.Pool(max_connections=1000, max_keepalive_connections=500)
+    pool._connections[:] = [FakeConnection("idle" if i % 2 else "active") for i in range(300)]
+    FakeConnection.asked = 0
+    assert pool._assign_requests_to_connections() == []
+    assert len(pool._connections) == 300
+    assert FakeConnection.asked <= 4 * 300
+
+
+def test_the_pool_closes_the_oldest_idle_connections_past_the_keep_alive_limit() -> None:
+    pool = network.Pool(max_connections=100, max_keepalive_connections=2)
+    connections = [FakeConnection(state) for state in ["idle", "active", "idle", "closed", "idle", "idle"]]
+    pool._connections[:] = connections
+    assert pool._assign_requests_to_connections() == [connections[0], connections[2]]
+    assert pool._connections == [connections[1], connections[4], connections[5]]
+
+
 async def test_a_read_that_waits_past_its_timeout_is_a_read_timeout(client: httpx.AsyncClient) -> None:
     hung_up = asyncio.Event()
 
