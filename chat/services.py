@@ -128,13 +128,15 @@ def _add_turn(
     worker_channel: str,
     title: str = "",
 ) -> tuple[Message, Message]:
-    message = Message.objects.create(
-        conversation=conversation,
-        parent_id=parent_id,
-        role=Message.Role.USER,
-        content=text,
-        image_url=image_url,
-        client_id=client_id,
+    message = sql.insert(
+        Message(
+            conversation=conversation,
+            parent_id=parent_id,
+            role=Message.Role.USER,
+            content=text,
+            image_url=image_url,
+            client_id=client_id,
+        )
     )
     return message, _add_reply(conversation, message.pk, worker_channel, title=title)
 
@@ -154,17 +156,19 @@ def _add_reply(
     conversation: Conversation, parent_id: int, worker_channel: str, client_id: str = "", title: str = ""
 ) -> Message:
     """A pending reply; ``title`` names a conversation that has none yet."""
-    reply = Message.objects.create(
-        conversation=conversation,
-        parent_id=parent_id,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.PENDING,
-        provider=conversation.provider,
-        model=conversation.model,
-        parameters=reply_parameters(get_providers().get(conversation.provider), conversation.parameters),
-        worker_channel=worker_channel,
-        heartbeat_at=timezone.now(),
-        client_id=client_id,
+    reply = sql.insert(
+        Message(
+            conversation=conversation,
+            parent_id=parent_id,
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.PENDING,
+            provider=conversation.provider,
+            model=conversation.model,
+            parameters=reply_parameters(get_providers().get(conversation.provider), conversation.parameters),
+            worker_channel=worker_channel,
+            heartbeat_at=timezone.now(),
+            client_id=client_id,
+        )
     )
     check_replies_running(conversation, besides=reply.pk)
     # Whether the person's sidebar changes: a conversation without a title takes one from

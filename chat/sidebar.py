@@ -49,10 +49,24 @@ class Sidebar:
         return next((c for c in shown if c.pk == pk), None)
 
 
+# Read with a person's first message in a conversation, and its title (``chat.sql``);
+# each as the ORM would write it, in the models' orders.
+CONVERSATIONS = Conversation._meta.db_table
+PINNED = f"""
+    SELECT * FROM {CONVERSATIONS} WHERE owner_id = %s AND pinned_at IS NOT NULL
+    ORDER BY pinned_at DESC LIMIT {PINNED_LENGTH}
+"""
+FOLDERS = f"SELECT * FROM {Folder._meta.db_table} WHERE owner_id = %s ORDER BY LOWER(name)"
+RECENT = f"""
+    SELECT * FROM {CONVERSATIONS}
+    WHERE owner_id = %s AND pinned_at IS NULL AND archived_at IS NULL AND folder_id IS NULL
+    ORDER BY updated_at DESC LIMIT {SIDEBAR_LENGTH}
+"""
+
+
 def load(owner_id: int) -> Sidebar:
-    mine = Conversation.objects.filter(owner_id=owner_id)
-    pinned = list(mine.filter(pinned_at__isnull=False).order_by("-pinned_at")[:PINNED_LENGTH])
-    folders = [FolderItems(f) for f in Folder.objects.filter(owner_id=owner_id)]
+    pinned = list(Conversation.objects.raw(PINNED, [owner_id]))
+    folders = [FolderItems(f) for f in Folder.objects.raw(FOLDERS, [owner_id])]
     by_folder = {f.pk: f for f in folders}
     for conversation in _newest_per_folder(list(by_folder)):
         shown = by_folder[conversation.folder_id]
@@ -60,7 +74,7 @@ def load(owner_id: int) -> Sidebar:
             shown.items.append(conversation)
         else:
             shown.more = True
-    recent = list(mine.filter(pinned_at=None, archived_at=None, folder=None)[:SIDEBAR_LENGTH])
+    recent = list(Conversation.objects.raw(RECENT, [owner_id]))
     return Sidebar(pinned, folders, recent)
 
 
