@@ -131,7 +131,16 @@ def _alignment_classes(state: StateCore) -> None:
 
 def _with_copy_button(rule: str):
     def render(self, tokens, idx, options, env) -> str:
-        return CODE_BLOCK.format(getattr(RendererHTML, rule)(self, tokens, idx, options, env).rstrip("\n"))
+        # A reply's closed code block is drawn again with every redraw of its open tail
+        # until the next block starts: highlighted once, remembered in the reply's ``env``.
+        drawn = env.get("code") if env else None
+        key = (rule, tokens[idx].info, tokens[idx].content)
+        if drawn is not None and key in drawn:
+            return drawn[key]
+        html = CODE_BLOCK.format(getattr(RendererHTML, rule)(self, tokens, idx, options, env).rstrip("\n"))
+        if drawn is not None:
+            drawn[key] = html
+        return html
 
     return render
 
@@ -160,9 +169,10 @@ def _cleaner() -> nh3.Cleaner:
     )
 
 
-def render_markdown(text: str) -> str:
-    """``text`` as sanitized HTML: model output is untrusted."""
-    return _cleaner().clean(_markdown().render(text))
+def render_markdown(text: str, code: dict | None = None) -> str:
+    """``text`` as sanitized HTML: model output is untrusted. ``code``: the code blocks
+    drawn already (``Live``), to draw the same block again without highlighting it."""
+    return _cleaner().clean(_markdown().render(text, None if code is None else {"code": code}))
 
 
 # Characters that cannot change formatting within a line that has a letter already.
@@ -201,6 +211,7 @@ class Live:
         self.rendered_bytes = 0  # and the length of its HTML
         self.rendered_at = float("-inf")
         self.redraws = 0
+        self.code: dict = {}  # its code blocks' HTML (``render_markdown``)
 
     def feed(self, text: str) -> None:
         self.source += text
@@ -257,7 +268,7 @@ class Live:
         src = self.source[self.start : end]
         # A block after another begins on a line of its own: one line is one open block.
         cut = _complete_blocks(src) if "\n" in src else 0
-        blocks = render_markdown(src[:cut]) if cut else ""
+        blocks = render_markdown(src[:cut], self.code) if cut else ""
         if blocks:
             self.blocks.append(blocks)
         self.start += cut
@@ -281,7 +292,7 @@ class Live:
             language = _language(opening.group(2))
             opening_tags = f'<pre class="highlight"><code class="language-{language}" id="{self.end_id}">'
             return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
-        drawn = render_markdown(_as_expected(tail))
+        drawn = render_markdown(_as_expected(tail), self.code)
         last = tail[-1:]
         line = tail[tail.rfind("\n") + 1 :]
         if not (last and SAFE.fullmatch(last) and not last.isspace() and any(c.isalpha() for c in line)):

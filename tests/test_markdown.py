@@ -170,6 +170,33 @@ def test_an_open_fence_shows_as_code_at_once_and_is_highlighted_when_it_closes()
     assert ">After.</p>" in closed
 
 
+def test_a_closed_code_block_is_highlighted_once_however_often_its_tail_is_drawn(monkeypatch) -> None:
+    """Pygments runs once per code block of a reply: the closed block is drawn again with
+    each redraw of the tail until the next block starts, and then as a block of its own."""
+    highlighted = []
+    highlight = markdown._highlight
+
+    def counted(code: str, lang: str, attrs: str) -> str:
+        highlighted.append(code)
+        return highlight(code, lang, attrs)
+
+    monkeypatch.setattr(markdown, "_highlight", counted)
+    markdown._markdown.cache_clear()
+    try:
+        streamed = Stream()
+        for token in demo(150):
+            streamed.feed(token)
+        streamed.feed("", seconds=0.3)
+    finally:
+        markdown._markdown.cache_clear()
+    assert streamed.live.redraws > 3
+    assert highlighted == [
+        "def fib(n: int) -> int:\n    a, b = 0, 1\n    for _ in range(n):\n"
+        "        a, b = b, a + b\n    return a\n"
+    ]
+    assert streamed.page.html == reply_html(streamed.live.source, DOM)
+
+
 def test_a_stopped_reply_keeps_its_open_fence_as_it_was_shown() -> None:
     streamed = Stream()
     for token in ["Code:\n\n", "```js\n", "let a", " = 1;\n", "let b"]:
