@@ -226,9 +226,10 @@ class Pool(httpcore.AsyncConnectionPool):
             idle += connection.is_idle()
         surplus = idle - self._max_keepalive_connections
         if surplus > 0:
-            for connection in [c for c in kept if c.is_idle()][:surplus]:
-                kept.remove(connection)
-                closing.append(connection)
+            spare = [c for c in kept if c.is_idle()][:surplus]
+            closing += spare
+            evicted = set(spare)
+            kept = [c for c in kept if c not in evicted]
         self._connections[:] = kept
 
         # Queued requests: a connection that can take one (the first, as httpcore picks),
