@@ -3,10 +3,13 @@
 The ORM builds a statement afresh each time it runs: on the benchmark's machine about
 0.8 ms of Python for a one-row read against 0.07 ms to run it through the driver, and
 a message's trips ran a dozen of them, on the one database thread a worker has
-(``docs/benchmark.md``, "The database off the hot path"). So the reads and updates a send,
-a reply's end and a socket's opening make are written once here, in SQL that SQLite and
-PostgreSQL both take; model rows are read with ``Manager.raw``, which applies each
-field's conversion from the database as the ORM does. Everything else uses the ORM.
+(``docs/benchmark.md``, "The database off the hot path"). So the statements a send, a
+reply's end, a socket's opening and the sidebar run are written out once, as constants
+beside the code that runs them, in SQL that SQLite and PostgreSQL both take, through the
+helpers here; model rows are read with ``Manager.raw``, which applies each field's
+conversion from the database as the ORM does. Everything else uses the ORM, and
+``tests/test_statements.py`` compares each written-out statement with the ORM query it
+replaced.
 
 Placeholders are ``%s`` (Django's cursor maps them for SQLite), and table names come from
 the models' ``_meta``. Datetimes go through ``timestamp`` as the ORM's own parameters do.
