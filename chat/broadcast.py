@@ -4,8 +4,9 @@ A reply's text does not travel here when it can help it: the worker that owns a 
 hands each frame straight to the pages following it in the same process
 (``chat.runner``). The layer carries what is rare or crosses processes: a page's group
 events (messages added, the thread changed, a reply's final state and notes), a
-person's sidebar, requests to the worker that owns a reply (Stop, follow, unfollow) and
-frames for followers on other workers.
+person's sidebar, requests to the worker that owns a reply (Stop, follow, unfollow;
+handed over directly when that worker is this process) and frames for followers on
+other workers.
 
 Delivery is at most once and a full channel drops silently (``group_send``) or raises
 ``ChannelFull`` (``send``); every reader repairs a loss (``chat.following``), so the
@@ -14,6 +15,9 @@ sends here report a drop and never raise it.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.exceptions import ChannelFull
@@ -39,6 +43,19 @@ SESSIONS_CHANGED = "user.sessions_changed"
 STOP = "reply.stop"
 FOLLOW = "reply.follow"
 UNFOLLOW = "reply.unfollow"
+
+
+Answer = Callable[[dict[str, Any]], Awaitable[None]]
+# The runner of each event loop (one per worker process) and its channel: a request to
+# that channel from the same process is handed to it, not carried through the layer.
+_answered_here: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[str, Answer]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def answer_here(channel: str, answer: Answer) -> None:
+    """Requests to the worker ``channel`` sent from this process go to ``answer`` at once."""
+    _answered_here[asyncio.get_running_loop()] = (channel, answer)
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -126,10 +143,17 @@ async def to_owner(
     worker_channel: str, kind: str, reply_id: int, *, reply_to: str = "", reason: str = ""
 ) -> bool:
     """Ask the worker that owns a reply to stop it (``STOP``, for ``reason``), or to send
-    a page its frames (``FOLLOW``, answered with a snapshot) or no more (``UNFOLLOW``)."""
+    a page its frames (``FOLLOW``, answered with a snapshot) or no more (``UNFOLLOW``).
+
+    When that worker is this process, it is asked directly: a Stop takes effect before
+    this returns, without waiting on the layer or on a busy event loop's next pass."""
     message: dict[str, Any] = {"type": kind, "id": reply_id}
     if reply_to:
         message["reply_to"] = reply_to
     if reason:
         message["reason"] = reason
+    here = _answered_here.get(asyncio.get_running_loop())
+    if here is not None and here[0] == worker_channel:
+        await here[1](message)
+        return True
     return await _to_channel(worker_channel, message)

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import access, broadcast, metrics, replies
@@ -70,6 +70,7 @@ class Runner:
             # channels with one blocking pop on that prefix's key, so a channel of
             # another prefix would hold the read for seconds and starve the sockets'.
             self.channel = await get_channel_layer().new_channel()
+            broadcast.answer_here(self.channel, self._answer)
             loops = (self._listen(), self._relay(), self._persist(), self._sweep(), self._revocations())
             for loop in (*loops, self.titles.run()):
                 self._keep(asyncio.create_task(loop))
@@ -171,23 +172,25 @@ class Runner:
                 )
                 await asyncio.sleep(1)
                 continue
-            try:
-                await self._answer(layer, message)
-            except Exception:
-                # A vanished reply_to channel must not end the listening.
-                logger.exception("answering %s failed", message.get("type"))
+            await self._answer(message)
 
-    async def _answer(self, layer: BaseChannelLayer, message: dict) -> None:
+    async def _answer(self, message: dict) -> None:
+        """A request to this worker: from its channel, or directly from this process
+        (``broadcast.to_owner``)."""
         reply = self.replies.get(message.get("id"))
         if reply is None:
             return
         kind = message.get("type")
-        if kind == broadcast.STOP:
-            reply.stop(str(message.get("reason", "")))
-        elif kind == broadcast.FOLLOW and isinstance(page := message.get("reply_to"), str):
-            await reply.follow_from(page)
-        elif kind == broadcast.UNFOLLOW:
-            reply.remote.discard(message.get("reply_to"))
+        try:
+            if kind == broadcast.STOP:
+                reply.stop(str(message.get("reason", "")))
+            elif kind == broadcast.FOLLOW and isinstance(page := message.get("reply_to"), str):
+                await reply.follow_from(page)
+            elif kind == broadcast.UNFOLLOW:
+                reply.remote.discard(message.get("reply_to"))
+        except Exception:
+            # A vanished reply_to channel must not end the listening, nor fail the asker.
+            logger.exception("answering %s failed", kind)
 
     async def _persist(self) -> None:
         """Every reply's text so far and its heartbeat: one transaction a second per process.

@@ -549,6 +549,37 @@ async def test_a_stop_whose_message_to_the_owner_is_lost_still_takes_effect_at_i
     await communicator.disconnect()
 
 
+async def test_a_stop_of_a_reply_this_worker_runs_is_handed_to_it_without_the_channel_layer(
+    sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    """The layer loses every Stop here, and no save comes for a minute: only the runner
+    of this process, asked directly, can stop the reply in time."""
+    from chat import broadcast
+
+    real = broadcast._to_channel
+    carried: list[dict] = []
+
+    async def lose_stops(channel: str, message: dict) -> bool:
+        if message["type"] == broadcast.STOP:
+            carried.append(message)
+            return True  # dropped on the way, and nobody told
+        return await real(channel, message)
+
+    monkeypatch.setattr(broadcast, "_to_channel", lose_stops)
+    settings.CHAT_PERSIST_INTERVAL = 60
+    conversation, communicator = await a_reply_streaming()
+
+    await communicator.send_to(json.dumps({"action": "stop"}))
+    async with asyncio.timeout(10):  # the reply would otherwise stream for a minute
+        await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+
+    reply = await reply_of(conversation)
+    assert reply.status == Message.Status.CANCELLED and reply.content
+    assert sim.last()["outcome"] == "client closed"
+    assert carried == []
+    await communicator.disconnect()
+
+
 async def test_a_system_prompt_changed_in_one_tab_reaches_the_others(sim: SimulatorProcess) -> None:
     from django.test import Client
     from django.urls import reverse
