@@ -29,7 +29,7 @@ from django.db.models import Max
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.utils import timezone
 
-from chat import broadcast, replies
+from chat import broadcast, replies, sql
 from chat.auth import user_of
 from chat.models import Message, Revocation, SignOut, UserSession
 
@@ -66,7 +66,7 @@ EXPIRY = f"SELECT session_key, expire_date FROM {UserSession._meta.db_table} WHE
 
 def session_expiry(session_key: str | None) -> float | None:
     """Seconds until the session expires, as stored now."""
-    session = next(iter(UserSession.objects.raw(EXPIRY, [session_key])), None)
+    session = sql.instance(UserSession, EXPIRY, [session_key])
     return None if session is None else (session.expire_date - timezone.now()).total_seconds()
 
 

@@ -96,7 +96,7 @@ def annotate(messages: Iterable[Message], shape: Shape, *, rated: bool = True) -
 
 def visible_path(conversation_id: int) -> list[Message]:
     """The messages the page shows, first to last, read in one query."""
-    messages = list(Message.objects.raw(MESSAGES, [conversation_id]))
+    messages = sql.instances(Message, MESSAGES, [conversation_id])
     shape = _shape([(m.pk, m.parent_id, m.selected_at) for m in messages])
     by_id = {m.pk: m for m in messages}
     return annotate((by_id[pk] for pk in shape.path), shape)

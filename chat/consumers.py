@@ -75,7 +75,7 @@ def get_sidebar(user: Any, conversation_id: int) -> tuple[sidebar.Sidebar, Conve
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:
-    return list(Message.objects.raw(ACTIVE_REPLIES, [conversation_id]))
+    return sql.instances(Message, ACTIVE_REPLIES, [conversation_id])
 
 
 def changed_since(conversation_id: int, since: float | None) -> bool:

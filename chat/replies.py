@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat import branches, broadcast
+from chat import branches, broadcast, sql
 from chat.models import Message
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None
     had ended already (or was deleted)."""
     if not Message.objects.transition(reply_id, status, heartbeat_at=None, **fields):
         return None
-    message = next(iter(Message.objects.raw(ONE_MESSAGE, [reply_id])), None)
+    message = sql.instance(Message, ONE_MESSAGE, [reply_id])
     if message is None:
         return None
     # Feedback is given on a reply that has ended: this one, only now.

@@ -346,7 +346,7 @@ def check_signed_in(session_key: str | None, owner_id: int) -> None:
 
 def get_conversation(owner_id: int, conversation_id: int) -> Conversation:
     """The person's conversation; its ``budget_id`` says whether they have a budget."""
-    conversation = next(iter(Conversation.objects.raw(CONVERSATION, [conversation_id, owner_id])), None)
+    conversation = sql.instance(Conversation, CONVERSATION, [conversation_id, owner_id])
     if conversation is None:
         raise NotFound("That conversation is gone.")
     return conversation

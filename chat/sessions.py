@@ -28,7 +28,7 @@ class SessionStore(DatabaseSessionStore):
     def _get_session_from_db(self) -> UserSession | None:
         # Django's own read (``objects.get``) as one written-out statement.
         now = sql.timestamp(timezone.now())
-        session = next(iter(UserSession.objects.raw(SESSION, [self.session_key, now])), None)
+        session = sql.instance(UserSession, SESSION, [self.session_key, now])
         if session is None:
             self._session_key = None
         return session

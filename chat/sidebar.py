@@ -14,6 +14,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
+from chat import sql
 from chat.models import Conversation, Folder
 
 SIDEBAR_LENGTH = 100
@@ -65,8 +66,8 @@ RECENT = f"""
 
 
 def load(owner_id: int) -> Sidebar:
-    pinned = list(Conversation.objects.raw(PINNED, [owner_id]))
-    folders = [FolderItems(f) for f in Folder.objects.raw(FOLDERS, [owner_id])]
+    pinned = sql.instances(Conversation, PINNED, [owner_id])
+    folders = [FolderItems(f) for f in sql.instances(Folder, FOLDERS, [owner_id])]
     by_folder = {f.pk: f for f in folders}
     for conversation in _newest_per_folder(list(by_folder)):
         shown = by_folder[conversation.folder_id]
@@ -74,7 +75,7 @@ def load(owner_id: int) -> Sidebar:
             shown.items.append(conversation)
         else:
             shown.more = True
-    recent = list(Conversation.objects.raw(RECENT, [owner_id]))
+    recent = sql.instances(Conversation, RECENT, [owner_id])
     return Sidebar(pinned, folders, recent)
 
 

@@ -6,8 +6,8 @@ a message's trips ran a dozen of them, on the one database thread a worker has
 (``docs/benchmark.md``, "The database off the hot path"). So the statements a send, a
 reply's end, a socket's opening and the sidebar run are written out once, as constants
 beside the code that runs them, in SQL that SQLite and PostgreSQL both take, through the
-helpers here; model rows are read with ``Manager.raw``, which applies each field's
-conversion from the database as the ORM does. Everything else uses the ORM, and
+helpers here; model rows are read with ``instances``, which converts each column as
+``Manager.raw`` and the ORM do. Everything else uses the ORM, and
 ``tests/test_statements.py`` compares each written-out statement with the ORM query it
 replaced.
 
@@ -17,13 +17,18 @@ the models' ``_meta``. Datetimes go through ``timestamp`` as the ORM's own param
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from typing import Any, TypeVar
+from functools import cache, lru_cache
+from typing import Any, Generic, TypeVar
 
-from django.db import connection
+from django.core.exceptions import FieldDoesNotExist
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
+from django.db.models.expressions import Col
+from django.db.models.sql import Query
 
 M = TypeVar("M", bound=Model)
 
@@ -38,6 +43,79 @@ def row(sql: str, params: Sequence[Any] = ()) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def instances(model: type[M], sql: str, params: Sequence[Any] = ()) -> list[M]:
+    """``model.objects.raw(sql, params)``, read at once: a column named as a field of
+    ``model`` sets that field, converted from the database as the ORM converts it; any
+    other column becomes an attribute as it comes; a field not read is deferred.
+
+    ``Manager.raw`` works out that mapping and the conversions again on every run, which
+    costs more than a one-row read itself; here it is worked out once per statement's
+    columns and connection."""
+    database = connections[connection.alias]
+    with database.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = tuple(column[0] for column in cursor.description)
+        fetched = cursor.fetchall()
+    reading = _reading(database, model, columns)
+    return [reading.instance(values) for values in fetched]
+
+
+def instance(model: type[M], sql: str, params: Sequence[Any] = ()) -> M | None:
+    """The first of ``instances``, or None."""
+    return next(iter(instances(model, sql, params)), None)
+
+
+@dataclass(frozen=True)
+class _Reading(Generic[M]):
+    database: BaseDatabaseWrapper
+    model: type[M]
+    names: list[str]  # the fields read, in the model's order (``Model.from_db``)
+    positions: list[int]  # where each is among the columns
+    converters: list[tuple[int, list[Callable[..., Any]], Col]]
+    attributes: list[tuple[str, int]]
+
+    def instance(self, values: tuple) -> M:
+        if self.converters:
+            values = list(values)
+            for position, functions, expression in self.converters:
+                value = values[position]
+                for function in functions:
+                    value = function(value, expression, self.database)
+                values[position] = value
+        made = self.model.from_db(self.database.alias, self.names, [values[p] for p in self.positions])
+        for name, position in self.attributes:
+            setattr(made, name, values[position])
+        return made
+
+
+@lru_cache(maxsize=256)
+def _reading(database: BaseDatabaseWrapper, model: type[M], columns: tuple[str, ...]) -> _Reading[M]:
+    # As ``RawQuerySet.resolve_model_init_order`` and ``RawModelIterable`` map them.
+    named = database.introspection.identifier_converter
+    columns = tuple(named(column) for column in columns)
+    fields = {named(field.column): field for field in model._meta.concrete_fields}
+    read = [field for field in model._meta.concrete_fields if named(field.column) in columns]
+    if model._meta.pk not in read:
+        raise FieldDoesNotExist(f"a statement read as {model.__name__} must read its primary key")
+    expressions = [
+        fields[column].get_col(fields[column].model._meta.db_table) if column in fields else None
+        for column in columns
+    ]
+    compiler = database.ops.compiler("SQLCompiler")(Query(model), database, database.alias)
+    converters = [
+        (position, functions, expression)
+        for position, (functions, expression) in compiler.get_converters(expressions).items()
+    ]
+    return _Reading(
+        database,
+        model,
+        [field.attname for field in read],
+        [columns.index(named(field.column)) for field in read],
+        converters,
+        [(column, position) for position, column in enumerate(columns) if column not in fields],
+    )
 
 
 def execute(sql: str, params: Sequence[Any] = ()) -> int:

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import SESSION_KEY
+from django.core.exceptions import FieldDoesNotExist
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -43,6 +44,44 @@ def conversation(owner, **fields) -> Conversation:
 
 def message(conversation: Conversation, role: str = "user", **fields) -> Message:
     return Message.objects.create(conversation=conversation, role=role, content="hi", **fields)
+
+
+def test_rows_read_as_instances_are_what_raw_reads(people) -> None:
+    alice, _ = people
+    here = conversation(alice)
+    first = message(here)
+    reply = message(
+        here,
+        "assistant",
+        parent=first,
+        status=Message.Status.STREAMING,
+        cost=Decimal("0.001234"),
+        parameters={"temperature": 0.5},
+        attachments=[{"name": "notes.txt", "tokens": 3}],
+        tokens_estimated=True,
+        heartbeat_at=timezone.now(),
+        output_tokens=150,
+    )
+    table = Message._meta.db_table
+    every = f"SELECT *, 7 AS seven FROM {table} WHERE conversation_id = %s ORDER BY id"
+
+    def fields(instance: Message) -> dict:
+        return {field.attname: getattr(instance, field.attname) for field in Message._meta.concrete_fields}
+
+    expected = list(Message.objects.raw(every, [here.pk]))
+    read = sql.instances(Message, every, [here.pk])
+    assert [fields(m) for m in read] == [fields(m) for m in expected]
+    assert [m.seven for m in read] == [7, 7]
+    assert read[1].cost == Decimal("0.001234") and read[1].parameters == {"temperature": 0.5}
+    assert read[1].heartbeat_at == Message.objects.get(pk=reply.pk).heartbeat_at
+    assert read[0].input_tokens is None and read[1].tokens_estimated is True
+    # A field not read is deferred, and loaded when used, as the ORM does.
+    some = sql.instance(Message, f"SELECT id, content FROM {table} WHERE id = %s", [reply.pk])
+    assert some.get_deferred_fields() == set(fields(read[1])) - {"id", "content"}
+    assert some.cost == Decimal("0.001234")
+    assert sql.instance(Message, f"SELECT * FROM {table} WHERE id = %s", [0]) is None
+    with pytest.raises(FieldDoesNotExist, match="primary key"):
+        sql.instances(Message, f"SELECT content FROM {table}")
 
 
 def test_the_rate_counts_the_persons_messages_of_the_last_minute(people, settings) -> None:
