@@ -30,7 +30,7 @@ from chat.providers import DIALECTS
 from chat.providers.base import Turn
 from chat.providers.config import get_providers
 from chat.providers.events import Finished, ReasoningDelta, TextDelta, UpstreamError, Usage
-from chat.upstream import stream_batches
+from chat.upstream import Connection, stream_batches
 
 if TYPE_CHECKING:
     from chat.runner import Runner
@@ -122,6 +122,8 @@ class Reply:
         # Its final state is written: set by ``_finish``, the one place that writes it.
         self.finished = False
         self.task: asyncio.Task[None] | None = None
+        # The upstream connection its response streams on, closed at once by a Stop.
+        self.upstream = Connection()
         # One relay at a time, so frames leave in order even when a send waits.
         self._relaying = asyncio.Lock()
 
@@ -163,6 +165,7 @@ class Reply:
             self.stopping = True
             self.stop_reason = reason
             self.task.cancel()
+            self.upstream.close_now()
 
     def interrupt(self) -> None:
         """End the reply as ``interrupted`` (its worker is shutting down), keeping its text."""
@@ -215,6 +218,7 @@ class Reply:
             self.job.system_prompt,
             self.job.parameters,
             on_retry=self._on_retry,
+            connection=self.upstream,
         )
         async for batch in batches:
             had_output = bool(self.pieces or self.thoughts)

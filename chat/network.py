@@ -127,8 +127,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteTimeout("timed out while writing") from None
 
     async def aclose(self) -> None:
-        # The FIN goes out now (a Stop is seen by the upstream at once); the socket itself
-        # closes on the loop's next turn.
+        self.close_now()
+
+    def close_now(self) -> None:
+        """The FIN goes out now (a Stop is seen by the upstream at once); the socket itself
+        closes on the loop's next turn. Closing again does nothing."""
         with contextlib.suppress(OSError, NotImplementedError, RuntimeError):
             self._transport.write_eof()
         self._transport.close()

@@ -198,8 +198,30 @@ async def _not_a_stream(response: httpx.Response) -> UpstreamError:
     return UpstreamError(error_from_body(body) or f"the upstream sent {content_type}, not an event stream")
 
 
+class Connection:
+    """The connection a reply's response streams on, while it streams: ``close_now`` closes
+    it from outside the task reading it.
+
+    A Stop cancels that task, and the task closes the response as it unwinds, a pass or
+    two of the event loop later (httpcore's lock takes a pass of its own): in a busy
+    worker, passes of a second. Closed here, the upstream has the end of the request in
+    the same pass as the Stop."""
+
+    def __init__(self) -> None:
+        self.stream: network.AsyncioStream | None = None
+
+    def close_now(self) -> None:
+        if self.stream is not None:
+            self.stream.close_now()
+
+
 async def _attempt(
-    provider: Provider, model: str, turns: Sequence[Turn], system_prompt: str, parameters: Parameters
+    provider: Provider,
+    model: str,
+    turns: Sequence[Turn],
+    system_prompt: str,
+    parameters: Parameters,
+    connection: Connection | None,
 ) -> AsyncIterator[list[Event]]:
     dialect = DIALECTS[provider.dialect]
     request = dialect.build_request(provider, model, turns, system_prompt, parameters)
@@ -212,8 +234,16 @@ async def _attempt(
             raise await _open_error(response)
         if EVENT_STREAM not in response.headers.get("content-type", ""):
             raise await _not_a_stream(response)
-        async for batch in read_batches(response, dialect.Parser()):
-            yield batch
+        stream = response.extensions.get("network_stream")
+        if connection is not None and isinstance(stream, network.AsyncioStream):
+            connection.stream = stream
+        try:
+            async for batch in read_batches(response, dialect.Parser()):
+                yield batch
+        finally:
+            # Before the connection goes back to the pool, for another reply to use.
+            if connection is not None:
+                connection.stream = None
 
 
 def without_key(error: UpstreamError, provider: Provider) -> UpstreamError:
@@ -235,8 +265,10 @@ async def stream_batches(
     parameters: Parameters | None = None,
     *,
     on_retry: RetryHook | None = None,
+    connection: Connection | None = None,
 ) -> AsyncIterator[list[Event]]:
     """Typed events of one reply, a list per network read; retries only before the first delta.
+    ``connection``: told which connection the response streams on (``Connection``).
 
     Only connect errors, 408, 409, 429 and 5xx are retried, at most ``CHAT_MAX_ATTEMPTS``
     times in all, and never when the upstream asks to wait longer than
@@ -247,7 +279,7 @@ async def stream_batches(
     attempt = 0
     while True:
         try:
-            async for batch in _attempt(provider, model, turns, system_prompt, parameters or {}):
+            async for batch in _attempt(provider, model, turns, system_prompt, parameters or {}, connection):
                 yield batch
             return
         except UpstreamError as exc:

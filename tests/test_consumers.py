@@ -580,6 +580,32 @@ async def test_a_stop_of_a_reply_this_worker_runs_is_handed_to_it_without_the_ch
     await communicator.disconnect()
 
 
+async def test_a_stop_reaches_the_upstream_while_the_workers_event_loop_is_still_held(
+    sim: SimulatorProcess,
+) -> None:
+    """A Stop closes the upstream connection in the pass of the event loop that handles it,
+    not a pass or two later when the cancelled task unwinds (a busy worker's passes take
+    up to a second)."""
+    from chat.runner import get_runner
+
+    conversation, communicator = await a_reply_streaming()
+    (reply,) = get_runner().replies.values()
+
+    reply.stop()
+    # The event loop is held from here on: nothing else of this worker runs until the
+    # upstream, in a process of its own, has seen the connection close.
+    deadline = time.monotonic() + 10
+    while sim.last()["client_closed_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # noqa: ASYNC251 (the loop held on purpose)
+    assert sim.last()["client_closed_at"] is not None
+
+    await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+    saved = await reply_of(conversation)
+    assert saved.status == Message.Status.CANCELLED and saved.content
+    assert sim.last()["text"].startswith(saved.content)
+    await communicator.disconnect()
+
+
 async def test_a_system_prompt_changed_in_one_tab_reaches_the_others(sim: SimulatorProcess) -> None:
     from django.test import Client
     from django.urls import reverse

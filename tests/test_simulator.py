@@ -75,6 +75,29 @@ async def test_replies_one_after_another_share_a_kept_alive_connection_and_a_sto
     assert four["connection"] != three["connection"]  # the stopped stream's connection was not reused
 
 
+async def test_a_reply_holds_its_connection_only_while_its_response_streams(sim: SimulatorProcess) -> None:
+    """What a Stop closes at once (``upstream.Connection``) is let go before the connection
+    goes back to the pool: a Stop that comes after the end closes nothing, and the next
+    reply streams on the same kept-alive connection."""
+    from chat import network
+    from chat.providers.base import Turn
+    from chat.providers.config import get_providers
+    from chat.upstream import Connection, stream_batches
+
+    demo = get_providers()["demo"]
+    connection = Connection()
+    first = stream_batches(demo, "demo-1", [Turn("user", "one [sim tokens=5]")], connection=connection)
+    held = [connection.stream async for _ in first]
+    assert held and isinstance(held[0], network.AsyncioStream) and all(s is held[0] for s in held)
+    assert connection.stream is None
+    connection.close_now()  # a late Stop
+    async for _ in stream_batches(demo, "demo-1", [Turn("user", "two [sim tokens=5]")]):
+        pass
+    one, two = (wait_until(lambda i=i: (r := sim.requests()[i])["ended_at"] and r) for i in range(2))
+    assert one["outcome"] == two["outcome"] == "complete"
+    assert one["connection"] == two["connection"]
+
+
 async def aenumerate(iterable):
     count = 0
     async for item in iterable:
