@@ -143,10 +143,13 @@ def insert(instance: M) -> M:
     and later) and PostgreSQL both have. Sends no signals: use it only for models that
     have no receivers."""
     fields, statement = _insert_statement(type(instance))
-    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    # The connection itself: through ``django.db.connection`` each field's preparation
+    # looked it up again (thread- and task-local), three times a field.
+    database = connections[connection.alias]
+    values = [field.get_db_prep_save(field.pre_save(instance, True), database) for field in fields]
     (instance.pk,) = row(statement, values)
     instance._state.adding = False
-    instance._state.db = connection.alias
+    instance._state.db = database.alias
     return instance
 
 
