@@ -177,11 +177,10 @@ class Runner:
     async def _answer(self, message: dict) -> None:
         """A request to this worker: from its channel, or directly from this process
         (``broadcast.to_owner``)."""
-        reply = self.replies.get(message.get("id"))
-        if reply is None:
-            return
         kind = message.get("type")
         try:
+            if (reply := self.replies.get(message.get("id"))) is None:
+                return
             if kind == broadcast.STOP:
                 reply.stop(str(message.get("reason", "")))
             elif kind == broadcast.FOLLOW and isinstance(page := message.get("reply_to"), str):
