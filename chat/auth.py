@@ -5,20 +5,51 @@ store, and also wraps every frame the consumer sends to save a changed session; 
 socket never changes its session, and that check ran on every frame of every reply. The
 user is found as Django finds it for a request (``django.contrib.auth.get_user``): an
 inactive person, or a session whose password hash no longer matches, is anonymous.
+
+``Backend`` is Django's ``ModelBackend`` with the person read as one written-out statement
+(``chat.sql``): it runs with every request, every socket that opens and every message a
+socket sends, where the ORM's ``get`` spent about 0.4 ms of Python on the one database
+thread a worker has, five times the read's own cost (docs/benchmark.md).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import import_module
 from types import SimpleNamespace
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user
+from django.contrib.auth import get_user, get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
+
+from chat import sql
+
+# The path sessions signed in before ``Backend`` record, read as ``Backend`` (chat.sessions).
+DJANGO_BACKEND = "django.contrib.auth.backends.ModelBackend"
+BACKEND = "chat.auth.Backend"
+
+
+@cache
+def _person() -> str:
+    model = get_user_model()
+    return f"SELECT * FROM {model._meta.db_table} WHERE {model._meta.pk.column} = %s"
+
+
+class Backend(ModelBackend):
+    """Logs in, and finds the person a session names, as ``ModelBackend`` does."""
+
+    def get_user(self, user_id: Any) -> AbstractBaseUser | None:
+        user = sql.instance(get_user_model(), _person(), [user_id])
+        return user if user is not None and self.user_can_authenticate(user) else None
+
+    async def aget_user(self, user_id: Any) -> AbstractBaseUser | None:
+        return await sync_to_async(self.get_user)(user_id)
 
 
 def session_key_of(scope: dict[str, Any]) -> str | None:

@@ -3,17 +3,21 @@
 Django's own table has no column for the person, so "end all of this person's sessions"
 would mean decoding every session there is. This is Django's documented way to extend the
 database engine (``AbstractBaseSession``); ``SESSION_ENGINE = "chat.sessions"``.
+
+A session records the dotted path of the backend that logged its person in, and Django
+signs out a session whose backend is no longer configured: sessions made while Django's
+own ``ModelBackend`` was configured read as made by ``chat.auth.Backend``, its subclass.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.utils import timezone
 
-from chat import sql
+from chat import auth, sql
 from chat.models import UserSession
 
 # Read with every request, and with every message a socket sends (``chat.sql``).
@@ -32,6 +36,12 @@ class SessionStore(DatabaseSessionStore):
         if session is None:
             self._session_key = None
         return session
+
+    def decode(self, session_data: str) -> dict[str, Any]:
+        data = super().decode(session_data)
+        if data.get(BACKEND_SESSION_KEY) == auth.DJANGO_BACKEND:
+            data[BACKEND_SESSION_KEY] = auth.BACKEND
+        return data
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:
         session = super().create_model_instance(data)

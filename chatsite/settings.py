@@ -199,10 +199,11 @@ else:
     # Channels' in-memory layer, with its expiry sweep run once a second (chat/layers.py).
     CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.SweptInMemoryChannelLayer"}}
 
-# Login attempts are throttled per username and address (django-axes).
+# Login attempts are throttled per username and address (django-axes); Django's model
+# backend reading the person in one written-out statement (chat/auth.py).
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "chat.auth.Backend",
 ]
 AXES_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = env_float("CHAT_LOGIN_COOLOFF_HOURS", 0.25)

@@ -30,6 +30,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from importlib import import_module
 from django.conf import settings
 SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
+from chat import auth
 from chat.models import Conversation
 from chat.providers.config import get_providers
 
@@ -39,7 +40,7 @@ for number in range({count}):
     user = get_user_model().objects.create(username=f"load-{{number}}")
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = auth.BACKEND
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     model = provider.models[0].name
