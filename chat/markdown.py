@@ -158,6 +158,16 @@ def _markdown() -> MarkdownIt:
 
 
 @cache
+def _blocks() -> MarkdownIt:
+    # The same blocks as ``_markdown`` finds, without parsing the text inside them: where
+    # a streaming reply's complete blocks end is asked with every redraw of its tail.
+    md = MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough")
+    md.disable("reference")
+    md.core.ruler.enableOnly(["normalize", "block"])
+    return md
+
+
+@cache
 def _cleaner() -> nh3.Cleaner:
     return nh3.Cleaner(
         tags=ALLOWED_TAGS,
@@ -415,7 +425,7 @@ def _complete_blocks(src: str) -> int:
     A block is complete once the block after it starts on a complete line; or, for the
     blocks above, once another block has begun at all."""
     complete_lines = src.count("\n")
-    blocks = [t for t in _markdown().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
+    blocks = [t for t in _blocks().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
     cut_line = 0
     for block, after in itertools.pairwise(blocks):
         final = (

@@ -133,6 +133,19 @@ def test_every_state_is_the_rendering_of_a_prefix_and_the_last_is_the_whole_repl
     assert streamed.states[-1] == (len(text), reply_html(text, DOM))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12), st.integers(min_value=0, max_value=2000))
+def test_where_blocks_end_is_found_as_the_full_parse_finds_it(parts: list[str], cut: int) -> None:
+    """The parse that finds a tail's complete blocks skips the text inside them."""
+    text = "".join(parts)[:cut]
+
+    def outline(tokens) -> list[tuple]:
+        return [(t.type, t.map, t.level, t.nesting) for t in tokens]
+
+    assert outline(markdown._blocks().parse(text)) == outline(markdown._markdown().parse(text))
+    assert all(not t.children for t in markdown._blocks().parse(text))
+
+
 def test_the_demo_reply_is_formatted_while_it_streams_and_only_ever_grows() -> None:
     tokens = demo(400)
     streamed = Stream()
