@@ -149,6 +149,11 @@ class Reply:
         return "".join(self.thoughts[: self.thoughts_fed])
 
     @property
+    def unsent_chars(self) -> int:
+        """What it received that no frame has taken yet."""
+        return sum(map(len, self.pieces[self.fed :])) + sum(map(len, self.thoughts[self.thoughts_fed :]))
+
+    @property
     def has_news(self) -> bool:
         return len(self.pieces) > self.fed or len(self.thoughts) > self.thoughts_fed or self.live.held
 

@@ -6,9 +6,16 @@ everyone's progress in one transaction a second, names conversations in the back
 and answers Stop and follow requests from any worker.
 
 The frame clock: every ``CHAT_FRAME_INTERVAL`` the text each reply received since its last
-frame goes out as one frame. When the event loop falls behind (it wakes late), the
-interval grows, up to ``CHAT_MAX_FRAME_INTERVAL``, so a busy worker sends fewer, larger
-frames instead of queueing; it shrinks back as the loop catches up.
+frame goes out as one frame, when the frame is worth its framing: at least
+``FRAME_CHARS`` characters, or text that has waited a tick already. A frame costs some
+six bytes on the wire besides its text, so a reply whose tokens come one a tick (50 a
+second) is sent every other tick, as many bytes a character as frames at twice the
+interval, and a fast one (200 tokens a second) every tick. When the event loop falls
+behind (it wakes the clock more than ``BUSY_LAG`` late), the interval grows, up to
+``CHAT_MAX_FRAME_INTERVAL``, so a busy worker sends fewer, larger frames instead of
+queueing, every tick; it shrinks back as the loop catches up. A busy worker also
+redraws live markdown at its slower pace only (``chat.markdown``). The pace and the
+threshold are apart on purpose: a loop a few tens of milliseconds late is not behind.
 """
 
 from __future__ import annotations
@@ -34,14 +41,22 @@ from chat.titles import TitleQueue
 
 logger = logging.getLogger(__name__)
 
+# The least text a frame of the clock carries, unless its text has waited a tick.
+FRAME_CHARS = 16
+# A loop that wakes the clock later than this is behind (or than its pace, if slower).
+BUSY_LAG = 0.04
 # How often each worker looks for sessions ended anywhere (chat.access).
 REVOCATION_POLL = 1.0
 SessionsChanged = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def busy_lag(base: float) -> float:
+    return max(base, BUSY_LAG)
+
+
 def next_interval(interval: float, lag: float, base: float, ceiling: float) -> float:
     """The frame clock's next interval, given how late the loop woke it (``lag``)."""
-    if lag > base:
+    if lag > busy_lag(base):
         return min(ceiling, max(interval * 1.5, lag))
     if lag < base / 4:
         return max(base, interval * 0.8)
@@ -58,7 +73,8 @@ class Runner:
         self.channel: str | None = None
         self.titles = TitleQueue()
         self.interval = settings.CHAT_FRAME_INTERVAL
-        self._news: set[Reply] = set()
+        # The replies with text their followers lack, and since when.
+        self._news: dict[Reply, float] = {}
         self._background: set[asyncio.Future[None]] = set()
         metrics.REPLIES_ACTIVE.set_function(lambda: len(self.replies))
         # Final writes of replies whose task ended without one (see ``Reply.end_unstarted``).
@@ -90,7 +106,7 @@ class Runner:
 
     def _ended(self, reply: Reply) -> None:
         self.replies.pop(reply.id, None)
-        self._news.discard(reply)
+        self._news.pop(reply, None)
         if not reply.finished:
             ending = asyncio.ensure_future(reply.end_unstarted())
             self._finishing.add(ending)
@@ -112,11 +128,11 @@ class Runner:
     @property
     def keeping_up(self) -> bool:
         """The frame clock runs at its own pace: the event loop is not behind."""
-        return self.interval <= settings.CHAT_FRAME_INTERVAL
+        return self.interval <= busy_lag(settings.CHAT_FRAME_INTERVAL)
 
     def relay_soon(self, reply: Reply) -> None:
-        """``reply`` has text its followers lack: it goes with the next frame."""
-        self._news.add(reply)
+        """``reply`` has text its followers lack: it goes with a frame of the clock."""
+        self._news.setdefault(reply, asyncio.get_running_loop().time())
 
     async def settled(self) -> None:
         """Until every reply started so far has ended and its final state is written."""
@@ -152,12 +168,20 @@ class Runner:
             self.interval = next_interval(
                 self.interval, lag, settings.CHAT_FRAME_INTERVAL, settings.CHAT_MAX_FRAME_INTERVAL
             )
-            news, self._news = self._news, set()
-            for reply in news:
-                try:
-                    await reply.relay()
-                except Exception:
-                    logger.exception("relaying reply %s failed", reply.id)
+            await self.tick(loop.time())
+
+    async def tick(self, now: float) -> None:
+        """A tick of the frame clock: each reply with news sends its frame, unless the
+        frame would carry a few characters that have not waited a tick yet."""
+        news, self._news = self._news, {}
+        for reply, since in news.items():
+            if self.keeping_up and now - since < self.interval and reply.unsent_chars < FRAME_CHARS:
+                self._news.setdefault(reply, since)  # it waits a tick for more
+                continue
+            try:
+                await reply.relay()
+            except Exception:
+                logger.exception("relaying reply %s failed", reply.id)
 
     async def _listen(self) -> None:
         layer = get_channel_layer()

@@ -280,8 +280,8 @@ CHAT_CONNECT_TIMEOUT = env_float("CHAT_CONNECT_TIMEOUT", 10.0)
 CHAT_READ_TIMEOUT = env_float("CHAT_READ_TIMEOUT", 60.0)
 CHAT_REPLY_DEADLINE = env_float("CHAT_REPLY_DEADLINE", 600.0)
 CHAT_MAX_ATTEMPTS = env_int("CHAT_MAX_ATTEMPTS", 3, minimum=1)
-# 25 frames a second while the worker keeps up; 20 ms was measured and left (docs/benchmark.md).
-CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.04, minimum=0.001)
+# The frame clock's pace while the worker keeps up (chat/runner.py, docs/benchmark.md).
+CHAT_FRAME_INTERVAL = env_float("CHAT_FRAME_INTERVAL", 0.02, minimum=0.001)
 # A worker whose event loop falls behind sends fewer, larger frames, up to this far apart.
 CHAT_MAX_FRAME_INTERVAL = env_float("CHAT_MAX_FRAME_INTERVAL", 0.25)
 CHAT_PERSIST_INTERVAL = env_float("CHAT_PERSIST_INTERVAL", 1.0, minimum=0.01)

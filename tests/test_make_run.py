@@ -41,7 +41,7 @@ def make_run(tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
             "unknown dialect 'nope'; known: muapi, openai-chat, openai-responses, text-delta",
         ),
         ("redis-closed", "REDIS_URL=redis://:***@127.0.0.1:{port}/0: Redis did not answer"),
-        ("frame-interval", "Configuration error: CHAT_FRAME_INTERVAL='abc': expected a number, like 0.04"),
+        ("frame-interval", "Configuration error: CHAT_FRAME_INTERVAL='abc': expected a number, like 0.02"),
         (
             "database-closed",
             "DATABASE_URL=postgres://chat:***@127.0.0.1:{port}/chat: the database did not answer",
