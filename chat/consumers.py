@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
@@ -183,14 +184,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=1013)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels' own dispatch closes stale database connections before every message:
-        # a trip to the database thread per frame. Every query here goes through
-        # database_sync_to_async, which does that itself.
+        # Channels' own dispatch closes stale database connections before every message,
+        # in a trip to the one database thread, behind every query queued there: a Stop
+        # read from the socket waited for the sends before it (a second at K=200). Every
+        # query here goes through database_sync_to_async, which does that itself.
         handler = self.events.get(message["type"]) if self.follower else None
-        if handler is None:
-            await super().dispatch(message)
-        else:
-            await handler(message)
+        if handler is None and (handler := getattr(self, get_handler_name(message), None)) is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         _open_consumers.discard(self)

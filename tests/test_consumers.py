@@ -21,7 +21,7 @@ from chat.markdown import reply_html
 from chat.models import Conversation, Message
 from chat.routing import websocket_urlpatterns
 from tests.frames import APPEND, TAIL, Watched
-from tests.servers import SimulatorProcess
+from tests.servers import SimulatorProcess, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -603,6 +603,36 @@ async def test_a_stop_reaches_the_upstream_while_the_workers_event_loop_is_still
     saved = await reply_of(conversation)
     assert saved.status == Message.Status.CANCELLED and saved.content
     assert sim.last()["text"].startswith(saved.content)
+    await communicator.disconnect()
+
+
+async def test_a_stop_reaches_the_upstream_while_the_database_thread_is_busy(sim: SimulatorProcess) -> None:
+    """A worker has one database thread, and at load its queue is long: reading a Stop
+    frame waits for nothing there (channels' own dispatch took a trip to it per frame)."""
+    import threading
+
+    from channels.db import database_sync_to_async
+
+    conversation, communicator = await a_reply_streaming()
+    entered, release = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        entered.set()
+        release.wait(30)
+
+    held = asyncio.create_task(database_sync_to_async(busy)())
+    try:
+        await asyncio.to_thread(entered.wait, 10)
+        await communicator.send_to(json.dumps({"action": "stop"}))
+        assert await asyncio.to_thread(wait_until, lambda: sim.last()["client_closed_at"], 10)
+        assert not held.done()  # the database thread was held all along
+    finally:
+        release.set()
+        await held
+
+    await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
+    saved = await reply_of(conversation)
+    assert saved.status == Message.Status.CANCELLED and saved.content
     await communicator.disconnect()
 
 
