@@ -622,7 +622,7 @@ async def test_a_stop_reaches_the_upstream_while_the_database_thread_is_busy(sim
 
     held = asyncio.create_task(database_sync_to_async(busy)())
     try:
-        await asyncio.to_thread(entered.wait, 10)
+        assert await asyncio.to_thread(entered.wait, 10)
         await communicator.send_to(json.dumps({"action": "stop"}))
         assert await asyncio.to_thread(wait_until, lambda: sim.last()["client_closed_at"], 10)
         assert not held.done()  # the database thread was held all along
