@@ -592,12 +592,9 @@ async def test_a_stop_reaches_the_upstream_while_the_workers_event_loop_is_still
     (reply,) = get_runner().replies.values()
 
     reply.stop()
-    # The event loop is held from here on: nothing else of this worker runs until the
-    # upstream, in a process of its own, has seen the connection close.
-    deadline = time.monotonic() + 10
-    while sim.last()["client_closed_at"] is None and time.monotonic() < deadline:
-        time.sleep(0.02)  # noqa: ASYNC251 (the loop held on purpose)
-    assert sim.last()["client_closed_at"] is not None
+    # The event loop is held from here on (``wait_until`` blocks): nothing else of this
+    # worker runs until the upstream, in a process of its own, has seen the connection close.
+    assert wait_until(lambda: sim.last()["client_closed_at"], 10)
 
     await frames_until(communicator, r'data-role="assistant" data-status="cancelled"')
     saved = await reply_of(conversation)
