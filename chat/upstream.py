@@ -137,20 +137,41 @@ class SSEFramer:
 
 
 class EventReader:
-    """A dialect's events from an event stream's bytes, one batch per network read."""
+    """A dialect's events from an event stream's bytes, one batch per network read.
+
+    An error event ends the stream, but the events before it in the same read still count:
+    ``feed`` returns them and keeps the error in ``error``, for the caller to raise after
+    it has used them. How the upstream's writes fell into reads changes no reply's text.
+    """
 
     def __init__(self, parser: Parser) -> None:
         self._framer = SSEFramer()
         self._parser = parser
+        self.error: UpstreamError | None = None
 
     def feed(self, data: bytes) -> list[Event]:
-        feed = self._parser.feed
-        return [event for sse in self._framer.feed(data) for event in feed(sse)]
+        return self._events(self._framer.feed(data))
 
     def close(self) -> list[Event]:
-        """The last events; raises ``UpstreamError`` if the stream lacked its end signal."""
-        events = [event for sse in self._framer.close() for event in self._parser.feed(sse)]
-        return events + self._parser.close()
+        """The last events; ``error`` is set if the stream lacked its end signal."""
+        events = self._events(self._framer.close())
+        if self.error is None:
+            try:
+                events += self._parser.close()
+            except UpstreamError as exc:
+                self.error = exc
+        return events
+
+    def _events(self, sses: list[ServerSentEvent]) -> list[Event]:
+        events: list[Event] = []
+        feed = self._parser.feed
+        for sse in sses:
+            try:
+                events += feed(sse)
+            except UpstreamError as exc:
+                self.error = exc
+                break
+        return events
 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[ServerSentEvent]:
@@ -169,8 +190,12 @@ async def read_batches(response: httpx.Response, parser: Parser) -> AsyncIterato
     async for chunk in response.aiter_bytes():
         if events := reader.feed(chunk):
             yield events
+        if reader.error is not None:
+            raise reader.error
     if events := reader.close():
         yield events
+    if reader.error is not None:
+        raise reader.error
 
 
 async def read_stream(response: httpx.Response, parser: Parser) -> AsyncIterator[Event]:

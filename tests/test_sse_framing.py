@@ -6,7 +6,8 @@ import pytest
 
 from chat.providers import DIALECTS
 from chat.providers.events import Finished, TextDelta, UpstreamError, Usage
-from tests.streams import FIXTURES, read_events, replay, split_at, text_of
+from chat.upstream import read_stream
+from tests.streams import FIXTURES, read_events, replay, response_of, split_at, text_of
 
 
 async def data_of(*parts: bytes) -> list[str]:
@@ -132,3 +133,29 @@ async def test_a_seed_stream_with_crlf_one_byte_at_a_time_reads_the_same(name: s
 async def test_a_stream_ending_on_crlf_blank_lines_after_an_id_makes_no_extra_event() -> None:
     events = await read_events([b"id: 7\r\ndata: x\r\n\r\n"])
     assert [(e.id, e.data) for e in events] == [("7", "x")]
+
+
+async def test_text_before_an_error_event_in_the_same_read_is_kept() -> None:
+    """However the upstream's writes fell into reads: the events of one read before its
+    error event still count (a reply keeps its partial text), then the error is raised."""
+    stream = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{"content":"lo"}}]}\n\n'
+        b'data: {"error":{"message":"The model failed."}}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{"content":" never"}}]}\n\n'
+    )
+    for parts in ([stream], split_at(stream, [len(stream) // 2])):
+        seen = []
+        with pytest.raises(UpstreamError, match="The model failed"):
+            async for event in read_stream(response_of(parts), DIALECTS["openai-chat"].Parser()):
+                seen.append(event)
+        assert text_of(seen) == "Hello"
+
+
+async def test_text_before_a_stream_cut_short_is_kept() -> None:
+    stream = b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\ndata: {"choices":[{"inde'
+    seen = []
+    with pytest.raises(UpstreamError):
+        async for event in read_stream(response_of([stream]), DIALECTS["openai-chat"].Parser()):
+            seen.append(event)
+    assert text_of(seen) == "Hel"
