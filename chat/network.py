@@ -7,11 +7,6 @@ an upstream token per read, that was a tenth of a busy worker's CPU (docs/benchm
 Here a read takes what the protocol has buffered, and only waits, with a timer, when
 there is nothing. This is httpcore's documented extension point (``network_backend``);
 httpx's transport is given a connection pool that uses it.
-
-A streamed body goes up from httpcore a network read at a time, not a chunk at a time
-(``HTTP11Connection``): an upstream sends each event as a chunk of its own, and each
-chunk handed up passes through seven async generators (httpcore's, the pool's, httpx's)
-before the reply sees it. A busy worker reads several events at once.
 """
 
 from __future__ import annotations
@@ -19,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import h11
 import httpcore
 import httpx
 
@@ -207,58 +201,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class HTTP11Connection(httpcore.AsyncHTTP11Connection):
-    """httpcore's HTTP/1.1 connection, handing up in one piece all of a response's body
-    that one network read brought.
-
-    h11 makes an event of each chunk of a chunked body; httpcore's own loop yields each
-    as it comes. Here the events h11 makes of data it has already are taken at once; the
-    next read waits for what is still to come. A broken chunk after good ones raises only
-    after the good ones went up, as it would have one chunk at a time.
-    """
-
-    async def _receive_response_body(self, request: httpcore.Request) -> AsyncIterator[bytes]:
-        timeout = request.extensions.get("timeout", {}).get("read")
-        while True:
-            event = await self._receive_event(timeout=timeout)
-            if isinstance(event, h11.Data):
-                data, broken = [event.data], None
-                try:
-                    while isinstance(event := self._h11_state.next_event(), h11.Data):
-                        data.append(event.data)
-                except h11.RemoteProtocolError as exc:
-                    broken = exc
-                yield b"".join(data)
-                if broken is not None:
-                    raise httpcore.RemoteProtocolError(broken) from broken
-            if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):
-                break
-
-
-class HTTPConnection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection to an origin, speaking HTTP/1.1 through ``HTTP11Connection``.
-
-    httpcore 1.0.9's ``handle_async_request`` without its HTTP/2 branch (the relay speaks
-    HTTP/1.1 only: ``chat.upstream``), building that class instead of its own."""
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        if not self.can_handle_request(request.url.origin):
-            raise RuntimeError(
-                f"Attempted to send request to {request.url.origin} on connection to {self._origin}"
-            )
-        try:
-            async with self._request_lock:
-                if self._connection is None:
-                    stream = await self._connect(request)
-                    self._connection = HTTP11Connection(
-                        origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry
-                    )
-        except BaseException:
-            self._connect_failed = True
-            raise
-        return await self._connection.handle_async_request(request)
-
-
 class Pool(httpcore.AsyncConnectionPool):
     """httpcore's pool, with its bookkeeping pass in one walk over the connections.
 
@@ -271,22 +213,6 @@ class Pool(httpcore.AsyncConnectionPool):
     httpcore's compares the count of all connections, so past that many replies at once
     every connection a reply gave back was closed instead of kept alive.
     """
-
-    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
-        if self._proxy is not None or self._http2:
-            return super().create_connection(origin)
-        return HTTPConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            http1=self._http1,
-            http2=False,
-            retries=self._retries,
-            local_address=self._local_address,
-            uds=self._uds,
-            network_backend=self._network_backend,
-            socket_options=self._socket_options,
-        )
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []

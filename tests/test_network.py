@@ -7,7 +7,6 @@ import datetime
 import ssl
 from collections.abc import AsyncIterator
 
-import httpcore
 import httpx
 import pytest
 from cryptography import x509
@@ -269,82 +268,3 @@ async def test_httpcore_learns_which_event_loop_runs_without_searching_for_a_mod
     monkeypatch.setattr(sys, "meta_path", [Searching(), *sys.meta_path])
     assert [current_async_library() for _ in range(3)] == ["asyncio"] * 3
     assert searched == []
-
-
-class Reads(httpcore.AsyncNetworkStream):
-    """A connection whose reads bring exactly these bytes, one item a read."""
-
-    def __init__(self, *reads: bytes) -> None:
-        self.reads = list(reads)
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.reads.pop(0) if self.reads else b""
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-    def get_extra_info(self, info: str) -> None:
-        return None
-
-
-def chunked(*pieces: bytes) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces)
-
-
-async def body_pieces(stream: httpcore.AsyncNetworkStream) -> list[bytes]:
-    connection = network.HTTP11Connection(origin=httpcore.Origin(b"http", b"upstream", 80), stream=stream)
-    response = await connection.handle_async_request(request())
-    pieces = []
-    try:
-        async for piece in response.stream:
-            pieces.append(piece)
-    finally:
-        await response.aclose()
-    return pieces
-
-
-def request() -> httpcore.Request:
-    return httpcore.Request("GET", "http://upstream/", headers={"Host": "upstream"})
-
-
-HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-
-
-async def test_the_chunks_of_one_network_read_go_up_as_one_piece() -> None:
-    """An upstream sends each event as a chunk; a busy worker reads several at once, and
-    each piece handed up costs a pass through seven async generators (httpcore's own
-    connection hands up one piece a chunk)."""
-    reads = Reads(HEAD + chunked(b"a", b"bb", b"ccc"), chunked(b"d") + chunked(b"e"), b"0\r\n\r\n")
-    assert await body_pieces(reads) == [b"abbccc", b"de"]
-
-
-async def test_a_broken_chunk_after_good_ones_in_the_same_read_raises_after_them() -> None:
-    pieces: list[bytes] = []
-    connection = network.HTTP11Connection(
-        origin=httpcore.Origin(b"http", b"upstream", 80), stream=Reads(HEAD + chunked(b"kept") + b"zz\r\n")
-    )
-    response = await connection.handle_async_request(request())
-    with pytest.raises(httpcore.RemoteProtocolError):
-        async for piece in response.stream:
-            pieces.append(piece)
-    assert pieces == [b"kept"]
-
-
-async def test_the_pool_speaks_http11_through_the_connection_that_hands_up_reads(
-    client: httpx.AsyncClient,
-) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(HEAD + chunked(b"one", b"two") + b"0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, port = await serve(handler)
-    async with server, client.stream("GET", f"http://127.0.0.1:{port}/") as response:
-        [connection] = client._transport._pool.connections
-        assert isinstance(connection, network.HTTPConnection)
-        assert isinstance(connection._connection, network.HTTP11Connection)
-        assert b"".join([piece async for piece in response.aiter_raw()]) == b"onetwo"
