@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the replies' text: the demo's markdown, or plain prose (no markup held back)",
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=defaults.history,
+        help="earlier conversations of each person, as a real sidebar lists them (0: none)",
+    )
+    parser.add_argument(
         "--long", type=_ints, default=defaults.long_chars, help="long-reply lengths in characters"
     )
     parser.add_argument(
@@ -57,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         "--stop-every", type=int, default=defaults.stop_every, help="every Nth client presses Stop"
     )
     parser.add_argument(
-        "--profile-k", type=int, default=defaults.profile_k, help="py-spy the 1w worker at this K (0: off)"
+        "--profile-k",
+        type=int,
+        default=defaults.profile_k,
+        help="py-spy the (first) worker of 1w and 2w at this K (0: off)",
     )
     parser.add_argument(
         "--profile-rate", type=int, default=defaults.profile_rate, help="py-spy samples a second"
@@ -82,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
         tps=args.tps, style="" if args.style == "markdown" else args.style, long_chars=args.long,
         fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before,
-        min_replies=args.min_replies, stop_every=args.stop_every,
+        min_replies=args.min_replies, stop_every=args.stop_every, history=args.history,
         profile_k=args.profile_k, profile_rate=args.profile_rate, probe=not args.no_probe, out=args.out,
         plot=not args.no_plot, publish=args.publish,
     )  # fmt: skip

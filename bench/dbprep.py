@@ -89,9 +89,36 @@ def setup(users: int, password: str) -> dict[str, Any]:
     return {"users": names, "vendor": connection.vendor}
 
 
-def conversations(users: int, count: int, password: str) -> dict[str, Any]:
+EARLIER = "Earlier conversation"
+
+
+def ensure_history(owners: list[Any], history: int, provider: Any) -> None:
+    """At least ``history`` earlier conversations of each person, with titles: a sidebar as
+    full as a real person's (it lists up to ``chat.sidebar.SIDEBAR_LENGTH``)."""
+    from django.db.models import Count
+
+    from chat.models import Conversation
+
+    have = dict(
+        Conversation.objects.filter(owner__in=owners, title__startswith=EARLIER)
+        .values_list("owner")
+        .annotate(n=Count("id"))
+    )
+    Conversation.objects.bulk_create(
+        [
+            Conversation(
+                owner=owner, title=f"{EARLIER} {n}", provider=provider.name, model=provider.models[0].name
+            )
+            for owner in owners
+            for n in range(have.get(owner.pk, 0), history)
+        ],
+        batch_size=500,
+    )
+
+
+def conversations(users: int, count: int, password: str, history: int = 0) -> dict[str, Any]:
     """``count`` empty conversations dealt round-robin to ``users`` people, each with a
-    fresh session; clears the write log."""
+    fresh session and ``history`` earlier conversations; clears the write log."""
     from django.db import connection
 
     from chat.models import Conversation
@@ -99,6 +126,7 @@ def conversations(users: int, count: int, password: str) -> dict[str, Any]:
 
     provider = next(iter(get_providers().values()))
     owners = ensure_users(users, password)
+    ensure_history(owners, history, provider)
     created = Conversation.objects.bulk_create(
         [
             Conversation(owner=owners[i % len(owners)], provider=provider.name, model=provider.models[0].name)
@@ -154,11 +182,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--password", default="")
+    parser.add_argument("--history", type=int, default=0)
     args = parser.parse_args()
     if args.command == "setup":
         result = setup(args.users, args.password)
     elif args.command == "conversations":
-        result = conversations(args.users, args.count, args.password)
+        result = conversations(args.users, args.count, args.password, args.history)
     else:
         result = report([int(i) for i in json.load(sys.stdin)])
     json.dump(result, sys.stdout)

@@ -46,6 +46,7 @@ class Phase:
     log_dir: Path
     profile_to: Path | None = None
     profile_rate: int = 100
+    history: int = 0  # earlier conversations of each person (a full sidebar)
     logged_in: bool = False  # the login form was used once; other sessions are made like it makes them
 
 
@@ -135,7 +136,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     count = str(len(specs) + config.workers)
     made = dbprep(
         config.env, "conversations", "--users", str(k), "--count", count, "--password", PASSWORD,
-        root=config.root,
+        "--history", str(phase.history), root=config.root,
     )  # fmt: skip
     conversations, cookies = made["conversations"], made["cookies"]
     workers = config.start_workers(phase.log_dir, f"{config.name}-{label}")

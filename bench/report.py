@@ -160,12 +160,17 @@ def _plus(value: float | None) -> str:
     return "–" if value is None else f"{value:+.0f}"
 
 
+def _history(history: int) -> str:
+    return f"; each person has {history} earlier conversations" if history else ""
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Run of {result['started_at']} ({result['duration_s']:.0f} s, {result['machine']['cores']} cores); "
         f"replies of {result['settings']['tokens']} tokens at {result['settings']['tps']:g} tokens/s"
         f"{' in plain prose' if result['settings'].get('style') == 'plain' else ''}, "
-        f"every {result['settings']['stop_every']}th client presses Stop. Latencies in ms as p50 / p99.",
+        f"every {result['settings']['stop_every']}th client presses Stop"
+        f"{_history(result['settings'].get('history', 0))}. Latencies in ms as p50 / p99.",
         "",
         "| config | K | replies | TTFT added (floor) | per-token relay | per-token floor | p99 over floor "
         "| reply time ÷ floor | Stop (floor) | bytes/char | DB writes/reply | CPU s/1k tok | KiB/reply "

@@ -37,6 +37,9 @@ class Options:
     min_replies: int = 10
     ramp: float = 1.0
     stop_every: int = 4
+    # Earlier conversations of each person: the sidebar redrawn with a new conversation's
+    # first message and its title lists as many as a real person's (up to 100).
+    history: int = 100
     profile_k: int = 200
     profile_rate: int = 100
     probe: bool = True
@@ -93,7 +96,14 @@ def run_benchmark(options: Options) -> dict[str, Any]:
 
 def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry: dict[str, Any]) -> None:
     config.prepare(var_dir, sim.url, 1, PASSWORD)
-    phase = Phase(config, sim, options.tps, options.out / "logs", profile_rate=options.profile_rate)
+    phase = Phase(
+        config,
+        sim,
+        options.tps,
+        options.out / "logs",
+        profile_rate=options.profile_rate,
+        history=options.history,
+    )
     tried: dict[int, dict[str, Any]] = {}
 
     def measure(k: int) -> dict[str, Any]:
@@ -102,7 +112,7 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
         specs = schedule(
             k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k, options.style
         )
-        profiling = config.name == "1w" and k == options.profile_k
+        profiling = config.name in ("1w", "2w") and k == options.profile_k
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
         options.log(
             f"[{config.name}] K={k}: {len(specs)} replies, {options.tokens} tokens each at {options.tps:g}/s"

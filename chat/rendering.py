@@ -17,6 +17,7 @@ from functools import cache
 from html import escape
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from pygments.formatters import HtmlFormatter
@@ -63,6 +64,36 @@ def sidebar_html(sidebar: Sidebar, current: Conversation | None, *, error: str =
             "chat/_organise_menu.html", {"sidebar": sidebar, "conversation": current, "oob": True}
         )
     return html
+
+
+class ConversationLinks:
+    """The URLs of the conversations a sidebar lists, each name reversed once per drawing.
+
+    A sidebar draws up to a hundred links (``chat.sidebar``), twice with a new
+    conversation's first reply (its first words, then its title): a ``{% url %}`` for each
+    link's two URLs was most of a redraw. ``reverse`` makes each name's URL once around a
+    slot that the pk then fills, with the script prefix of the moment."""
+
+    SLOT = "9876543210123"
+    NAMES = ("chat:conversation", "chat:move")
+
+    def __init__(self) -> None:
+        self._around = {name: reverse(name, args=[int(self.SLOT)]).split(self.SLOT) for name in self.NAMES}
+
+    def url(self, name: str, pk: int) -> str:
+        head, tail = self._around[name]
+        return f"{head}{int(pk)}{tail}"
+
+
+def conversation_link(item: Conversation, current: Conversation | None, links: ConversationLinks) -> str:
+    """One conversation in the sidebar: a link, marked when it is the page's own."""
+    return format_html(
+        '<li><a href="{}"{} data-move="{}">{}</a></li>',
+        links.url("chat:conversation", item.pk),
+        mark_safe(' aria-current="page"') if current is not None and item.pk == current.pk else "",
+        links.url("chat:move", item.pk),
+        item,
+    )
 
 
 def announce_html(text: str) -> str:

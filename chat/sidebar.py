@@ -53,13 +53,16 @@ class Sidebar:
 # Read with a person's first message in a conversation, and its title (``chat.sql``);
 # each as the ORM would write it, in the models' orders.
 CONVERSATIONS = Conversation._meta.db_table
+# What the sidebar shows of a conversation; the rest (its parameters, its system prompt)
+# is left unread: a hundred rows read with every redraw.
+LISTED = ("id", "owner_id", "title", "folder_id", "pinned_at", "archived_at", "updated_at")
 PINNED = f"""
-    SELECT * FROM {CONVERSATIONS} WHERE owner_id = %s AND pinned_at IS NOT NULL
+    SELECT {", ".join(LISTED)} FROM {CONVERSATIONS} WHERE owner_id = %s AND pinned_at IS NOT NULL
     ORDER BY pinned_at DESC LIMIT {PINNED_LENGTH}
 """
 FOLDERS = f"SELECT * FROM {Folder._meta.db_table} WHERE owner_id = %s ORDER BY LOWER(name)"
 RECENT = f"""
-    SELECT * FROM {CONVERSATIONS}
+    SELECT {", ".join(LISTED)} FROM {CONVERSATIONS}
     WHERE owner_id = %s AND pinned_at IS NULL AND archived_at IS NULL AND folder_id IS NULL
     ORDER BY updated_at DESC LIMIT {SIDEBAR_LENGTH}
 """
@@ -86,6 +89,7 @@ def _newest_per_folder(folder_ids: list[int]) -> list[Conversation]:
     rank = Window(RowNumber(), partition_by=F("folder_id"), order_by=F("updated_at").desc())
     return list(
         Conversation.objects.filter(folder_id__in=folder_ids, pinned_at=None, archived_at=None)
+        .only(*LISTED)
         .annotate(rank=rank)
         .filter(rank__lte=FOLDER_LENGTH + 1)
         .order_by("folder_id", "rank")

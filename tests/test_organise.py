@@ -296,3 +296,40 @@ def test_moving_into_a_folder_that_is_not_there_is_not_found(signed_in, alice, t
     response = signed_in.post(reverse("chat:move", args=[conversation.pk]), {"folder": value}, **HTMX)
     assert response.status_code == 404
     assert told == []
+
+
+# The sidebar's links, drawn in Python (``rendering.conversation_link``)
+
+
+def link_as_a_template_draws_it(item: Conversation, current: Conversation) -> str:
+    """The link as the template include drew it before: ``{% url %}`` for each URL."""
+    marked = ' aria-current="page"' if item.pk == current.pk else ""
+    title = str(item).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    title = title.replace("'", "&#x27;")
+    return (
+        f'<li><a href="{reverse("chat:conversation", args=[item.pk])}"{marked} '
+        f'data-move="{reverse("chat:move", args=[item.pk])}">{title}</a></li>'
+    )
+
+
+@pytest.mark.parametrize("prefix", ["/", "/chat/"])
+def test_every_sidebar_link_has_the_urls_reverse_makes_in_every_section(alice, prefix) -> None:
+    from django.urls import set_script_prefix
+
+    from chat import rendering
+
+    folder = Folder.objects.create(owner=alice, name="Work")
+    pinned = chat(alice, "Pinned", pinned_at="2026-01-01T00:00:00Z")
+    filed = chat(alice, "Filed", folder=folder)
+    hostile = chat(alice, HOSTILE)
+    plain = [chat(alice, f"Chat {n}") for n in (7, 98, 1000)]
+    set_script_prefix(prefix)
+    try:
+        html = rendering.sidebar_html(sidebar.load(alice.pk), plain[0])
+        for item in (pinned, filed, hostile, *plain):
+            assert html.count(link_as_a_template_draws_it(item, plain[0])) == 1, item
+        assert html.count('aria-current="page"') == 1
+        assert f'href="{prefix}conversations/{plain[0].pk}/"' in html
+        assert "<script>" not in html
+    finally:
+        set_script_prefix("/")

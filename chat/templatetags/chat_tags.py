@@ -4,8 +4,9 @@ from django import template
 from django.utils.safestring import SafeString
 
 from chat import feedback
-from chat.models import Message
-from chat.rendering import format_seconds, render_markdown, reply_body
+from chat.models import Conversation, Message
+from chat.rendering import ConversationLinks, format_seconds, render_markdown, reply_body
+from chat.rendering import conversation_link as _conversation_link
 from chat.rendering import new_client_id as _new_client_id
 from chat.rendering import thought_label as _thought_label
 
@@ -15,6 +16,15 @@ register = template.Library()
 @register.filter
 def markdown(text: str) -> SafeString:
     return render_markdown(text)
+
+
+@register.simple_tag(takes_context=True)
+def conversation_link(context: template.Context, item: Conversation, current: Conversation | None) -> str:
+    """A sidebar's link to ``item``; its URLs are reversed once per drawing, not per link."""
+    links = context.render_context.get(ConversationLinks)
+    if links is None:
+        links = context.render_context[ConversationLinks] = ConversationLinks()
+    return _conversation_link(item, current, links)
 
 
 @register.simple_tag
