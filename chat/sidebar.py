@@ -55,7 +55,7 @@ class Sidebar:
 CONVERSATIONS = Conversation._meta.db_table
 # What the sidebar shows of a conversation; the rest (its parameters, its system prompt)
 # is left unread: a hundred rows read with every redraw.
-LISTED = ("id", "owner_id", "title", "folder_id", "pinned_at", "archived_at", "updated_at")
+LISTED = ("id", "owner_id", "title", "folder_id", "pinned_at", "archived_at")
 PINNED = f"""
     SELECT {", ".join(LISTED)} FROM {CONVERSATIONS} WHERE owner_id = %s AND pinned_at IS NOT NULL
     ORDER BY pinned_at DESC LIMIT {PINNED_LENGTH}

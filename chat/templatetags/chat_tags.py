@@ -19,7 +19,9 @@ def markdown(text: str) -> SafeString:
 
 
 @register.simple_tag(takes_context=True)
-def conversation_link(context: template.Context, item: Conversation, current: Conversation | None) -> str:
+def conversation_link(
+    context: template.Context, item: Conversation, current: Conversation | None
+) -> SafeString:
     """A sidebar's link to ``item``; its URLs are reversed once per drawing, not per link."""
     links = context.render_context.get(ConversationLinks)
     if links is None:
