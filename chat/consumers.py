@@ -68,11 +68,7 @@ def page_state(conversation_id: int, since: float | None) -> tuple[bool, list[Me
 
 
 def get_sidebar(user: Any, conversation_id: int) -> tuple[sidebar.Sidebar, Conversation | None]:
-    shown = sidebar.load(user.pk)
-    current = shown.find(conversation_id)
-    if current is None:  # archived, or older than the sidebar shows
-        current = Conversation.objects.filter(pk=conversation_id, owner=user).first()
-    return shown, current
+    return sidebar.load(user.pk), sidebar.current(user.pk, conversation_id)
 
 
 def get_active_replies(conversation_id: int) -> list[Message]:

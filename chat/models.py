@@ -35,6 +35,11 @@ class Folder(models.Model):
         return self.name
 
 
+def shown_title(pk: int, title: str) -> str:
+    """How a conversation is named wherever it shows: its title, or its number."""
+    return title or f"Conversation {pk}"
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -87,7 +92,7 @@ class Conversation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.pk}"
+        return shown_title(self.pk, self.title)
 
     @property
     def model_choice(self) -> str:

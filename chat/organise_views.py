@@ -97,10 +97,10 @@ def _answer(request: HttpRequest, change: Callable[[], object], typed: str = "")
             flash.error(request, error)
         return redirect(back_or_home(request))
     shown = sidebar.load(request.user.pk)
-    return HttpResponse(rendering.sidebar_html(shown, _current(request, shown), error=error, typed=typed))
+    return HttpResponse(rendering.sidebar_html(shown, _current(request), error=error, typed=typed))
 
 
-def _current(request: HttpRequest, shown: sidebar.Sidebar) -> Conversation | None:
+def _current(request: HttpRequest) -> Conversation | None:
     """The conversation of the page that asked, for the sidebar to mark."""
     try:
         match = resolve(urlsplit(request.htmx.current_url or "").path)
@@ -109,4 +109,4 @@ def _current(request: HttpRequest, shown: sidebar.Sidebar) -> Conversation | Non
     if match.view_name != "chat:conversation":
         return None
     pk = match.kwargs["pk"]
-    return shown.find(pk) or Conversation.objects.filter(pk=pk, owner=request.user).first()
+    return sidebar.current(request.user.pk, pk)

@@ -28,7 +28,7 @@ from chat.models import Attachment, Conversation, Message
 from chat.providers import accepts_images, parameters_of
 from chat.providers.config import choices, get_providers
 from chat.providers.parameters import Parameter, Value
-from chat.sidebar import Sidebar
+from chat.sidebar import Listed, Sidebar
 
 
 @cache
@@ -85,9 +85,7 @@ class ConversationLinks:
         return f"{head}{int(pk)}{tail}"
 
 
-def conversation_link(
-    item: Conversation, current: Conversation | None, links: ConversationLinks
-) -> SafeString:
+def conversation_link(item: Listed, current: Conversation | None, links: ConversationLinks) -> SafeString:
     """One conversation in the sidebar: a link, marked when it is the page's own. Plain
     strings, not format_html: drawn a hundred times a redraw; the URLs are made of ints
     and the title is escaped as format_html escapes it."""

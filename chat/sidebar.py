@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.core.paginator import Page, Paginator
+from django.db import connection
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
 from chat import sql
-from chat.models import Conversation, Folder
+from chat.models import Conversation, Folder, shown_title
 
 SIDEBAR_LENGTH = 100
 PINNED_LENGTH = 20
@@ -23,11 +24,25 @@ FOLDER_LENGTH = 20
 PAGE_LENGTH = 50
 
 
+@dataclass(frozen=True)
+class Listed:
+    """A conversation as the sidebar lists it: a link with its title. Read as rows, not
+    as model instances: a hundred of them with every redraw, and making a model instance
+    of a row cost six times reading it."""
+
+    pk: int
+    title: str
+    folder_id: int | None
+
+    def __str__(self) -> str:
+        return shown_title(self.pk, self.title)
+
+
 @dataclass
 class FolderItems:
     folder: Folder
     # Its newest ``FOLDER_LENGTH`` conversations; ``more`` when it holds others.
-    items: list[Conversation] = field(default_factory=list)
+    items: list[Listed] = field(default_factory=list)
     more: bool = False
 
     @property
@@ -41,11 +56,11 @@ class FolderItems:
 
 @dataclass(frozen=True)
 class Sidebar:
-    pinned: list[Conversation]
+    pinned: list[Listed]
     folders: list[FolderItems]
-    recent: list[Conversation]
+    recent: list[Listed]
 
-    def find(self, pk: int) -> Conversation | None:
+    def find(self, pk: int) -> Listed | None:
         shown = [*self.pinned, *(c for f in self.folders for c in f.items), *self.recent]
         return next((c for c in shown if c.pk == pk), None)
 
@@ -53,9 +68,14 @@ class Sidebar:
 # Read with a person's first message in a conversation, and its title (``chat.sql``);
 # each as the ORM would write it, in the models' orders.
 CONVERSATIONS = Conversation._meta.db_table
-# What the sidebar shows of a conversation; the rest (its parameters, its system prompt)
-# is left unread: a hundred rows read with every redraw.
-LISTED = ("id", "owner_id", "title", "folder_id", "pinned_at", "archived_at")
+# What the sidebar shows of a conversation (``Listed``), and of the page's own one, which
+# its menu shows pinned, archived or filed; the rest (its parameters, its system prompt)
+# is left unread.
+LISTED = ("id", "title", "folder_id")
+CURRENT = f"""
+    SELECT id, owner_id, title, folder_id, pinned_at, archived_at FROM {CONVERSATIONS}
+    WHERE id = %s AND owner_id = %s
+"""
 PINNED = f"""
     SELECT {", ".join(LISTED)} FROM {CONVERSATIONS} WHERE owner_id = %s AND pinned_at IS NOT NULL
     ORDER BY pinned_at DESC LIMIT {PINNED_LENGTH}
@@ -69,7 +89,7 @@ RECENT = f"""
 
 
 def load(owner_id: int) -> Sidebar:
-    pinned = sql.instances(Conversation, PINNED, [owner_id])
+    pinned = _listed(PINNED, owner_id)
     folders = [FolderItems(f) for f in sql.instances(Folder, FOLDERS, [owner_id])]
     by_folder = {f.pk: f for f in folders}
     for conversation in _newest_per_folder(list(by_folder)):
@@ -78,22 +98,33 @@ def load(owner_id: int) -> Sidebar:
             shown.items.append(conversation)
         else:
             shown.more = True
-    recent = sql.instances(Conversation, RECENT, [owner_id])
-    return Sidebar(pinned, folders, recent)
+    return Sidebar(pinned, folders, _listed(RECENT, owner_id))
 
 
-def _newest_per_folder(folder_ids: list[int]) -> list[Conversation]:
+def current(owner_id: int, pk: int) -> Conversation | None:
+    """The page's own conversation, as the sidebar marks it and its menu shows it."""
+    return sql.instance(Conversation, CURRENT, [pk, owner_id])
+
+
+def _listed(statement: str, owner_id: int) -> list[Listed]:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [owner_id])
+        return [Listed(*row) for row in cursor.fetchall()]
+
+
+def _newest_per_folder(folder_ids: list[int]) -> list[Listed]:
     """One more than a folder shows, so the sidebar knows there are more."""
     if not folder_ids:
         return []
     rank = Window(RowNumber(), partition_by=F("folder_id"), order_by=F("updated_at").desc())
-    return list(
+    rows = (
         Conversation.objects.filter(folder_id__in=folder_ids, pinned_at=None, archived_at=None)
-        .only(*LISTED)
         .annotate(rank=rank)
         .filter(rank__lte=FOLDER_LENGTH + 1)
         .order_by("folder_id", "rank")
+        .values_list(*LISTED)
     )
+    return [Listed(*row) for row in rows]
 
 
 def archived_page(owner_id: int, number: str | int | None) -> Page:

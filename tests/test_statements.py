@@ -276,4 +276,6 @@ def test_the_sidebar_sections_are_the_orms(people) -> None:
     assert [c.pk for c in shown.recent] == list(
         mine.filter(pinned_at=None, archived_at=None, folder=None).values_list("pk", flat=True)
     )
-    assert shown.recent and all(c.updated_at for c in shown.recent)
+    assert shown.recent and [(c.pk, str(c)) for c in shown.recent] == [
+        (c.pk, str(c)) for c in mine.filter(pinned_at=None, archived_at=None, folder=None)
+    ]

@@ -9,6 +9,7 @@ from chat.rendering import ConversationLinks, format_seconds, render_markdown, r
 from chat.rendering import conversation_link as _conversation_link
 from chat.rendering import new_client_id as _new_client_id
 from chat.rendering import thought_label as _thought_label
+from chat.sidebar import Listed
 
 register = template.Library()
 
@@ -19,9 +20,7 @@ def markdown(text: str) -> SafeString:
 
 
 @register.simple_tag(takes_context=True)
-def conversation_link(
-    context: template.Context, item: Conversation, current: Conversation | None
-) -> SafeString:
+def conversation_link(context: template.Context, item: Listed, current: Conversation | None) -> SafeString:
     """A sidebar's link to ``item``; its URLs are reversed once per drawing, not per link."""
     links = context.render_context.get(ConversationLinks)
     if links is None:
