@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.urls import reverse
+from django.urls import reverse, set_script_prefix
 
-from chat import broadcast, organise, sidebar
+from chat import broadcast, organise, rendering, sidebar
 from chat.models import Conversation, Folder
 
 pytestmark = pytest.mark.django_db
@@ -314,10 +314,6 @@ def link_as_a_template_draws_it(item: Conversation, current: Conversation) -> st
 
 @pytest.mark.parametrize("prefix", ["/", "/chat/"])
 def test_every_sidebar_link_has_the_urls_reverse_makes_in_every_section(alice, prefix) -> None:
-    from django.urls import set_script_prefix
-
-    from chat import rendering
-
     folder = Folder.objects.create(owner=alice, name="Work")
     pinned = chat(alice, "Pinned", pinned_at="2026-01-01T00:00:00Z")
     filed = chat(alice, "Filed", folder=folder)
