@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.core.paginator import Page, Paginator
-from django.db import connection
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
@@ -107,9 +106,7 @@ def current(owner_id: int, pk: int) -> Conversation | None:
 
 
 def _listed(statement: str, owner_id: int) -> list[Listed]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [owner_id])
-        return [Listed(*row) for row in cursor.fetchall()]
+    return [Listed(*row) for row in sql.rows(statement, [owner_id])]
 
 
 def _newest_per_folder(folder_ids: list[int]) -> list[Listed]:
