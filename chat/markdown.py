@@ -24,10 +24,13 @@ only when it must be:
   the reply. A short reply is formatted at the pace of the frames; a long one, past its
   first redraws, and every reply of a busy worker, about five times a second.
 
-Text that may yet change how what comes before it looks is held back briefly: an
-unmatched ``**`` or backtick, a link without its URL yet, a line without a letter yet
-(``1.`` before ``1. Send``, ``---`` under a heading). A line of pipes is drawn as a
-table's header before its delimiter row arrives. So what a page shows only ever grows.
+An emphasis, a strikethrough or a code span being written is drawn closed, so its words
+show as they come, in italics from the first (``*Why is`` as *Why is*); text added to it
+goes inside it. Text that may yet change how what comes before it looks is held back
+briefly: a ``*`` that may or may not open emphasis (``5*3``, two runs open at once), a
+link without its URL yet, a line without a letter yet (``1.`` before ``1. Send``,
+``---`` under a heading). A line of pipes is drawn as a table's header before its
+delimiter row arrives. So what a page shows only ever grows.
 Every state a page shows is ``reply_html`` of a prefix of the reply (``Live.shown``): a
 reload, a snapshot and the final frame draw exactly what the frames drew, and a stopped
 reply keeps exactly what was shown.
@@ -191,6 +194,9 @@ SAFE_PREFIX = re.compile(r"(?:[^\W_]|[ .,;:?'\"/-])*")
 FENCE_OPEN = re.compile(r"(`{3,}|~{3,})([^\n]*)\n")
 # The elements a line of text ends in, and the text at the end of one.
 END_ELEMENTS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "td", "th"}
+# and an emphasis or a code span drawn closed while it is open (``_closer``): text added
+# to it goes inside it, as drawing it again would put it.
+END_ELEMENTS |= {"em", "strong", "del", "code"}
 CLOSING_RUN = re.compile(r"(?:</(\w+)>\s*)+$")
 TEXT_MODE, FENCE_MODE, NO_MODE = "text", "fence", ""
 
@@ -302,7 +308,11 @@ class Live:
             language = _language(opening.group(2))
             opening_tags = f'<pre class="highlight"><code class="language-{language}" id="{self.end_id}">'
             return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
-        drawn = render_markdown(_as_expected(tail), self.code)
+        closer = _closer(tail[tail.rfind("\n") + 1 :])
+        drawn = render_markdown(_as_expected(tail + closer), self.code)
+        if closer and not _closes(drawn, closer):
+            # It did not open emphasis or code after all (a ``*`` in a code span): as written.
+            drawn = render_markdown(_as_expected(tail), self.code)
         last = tail[-1:]
         line = tail[tail.rfind("\n") + 1 :]
         if not (last and SAFE.fullmatch(last) and not last.isspace() and any(c.isalpha() for c in line)):
@@ -366,29 +376,10 @@ def _hold_in_line(line: str) -> int | None:
     holds = []
     if (stripped := line.rstrip(" \t")) != line:
         holds.append(len(stripped))
-    body_from = m.end() if (m := LINE_MARKER.match(line)) else 0
-    for char, runs_of in RUNS.items():
-        if char not in line:
-            continue
-        if char in "*~":
-            # Only how many there are and where the last begins: counted in C, since a
-            # long line is scanned again with every frame.
-            if len(runs_of.findall(line, body_from)) % 2:
-                last = line.rfind(char)
-                while last > body_from and line[last - 1] == char:
-                    last -= 1
-                holds.append(last)
-            continue
-        runs = list(runs_of.finditer(line, body_from))
-        if char == "_":
-            runs = [r for r in runs if not _intraword(line, r.start(), r.end())]
-            if len(runs) % 2:
-                holds.append(runs[-1].start())
-        else:
-            lengths = [len(r.group()) for r in runs]
-            unmatched = [r for r in runs if lengths.count(len(r.group())) % 2]
-            if unmatched:
-                holds.append(unmatched[-1].start())
+    if (runs := _open_runs(line)) and not _closing(stripped, runs):
+        # One emphasis or code span open is shown as it comes, drawn closed (``_closer``);
+        # anything less clear waits for the rest.
+        holds += [start for start, _ in runs]
     if (opened := line.rfind("[")) > line.rfind("]"):
         holds.append(opened - (opened > 0 and line[opened - 1] == "!"))
     elif ((link := line.rfind("](")) >= 0 and line.find(")", link) < 0) or line.endswith("]"):
@@ -406,6 +397,67 @@ def _hold_in_line(line: str) -> int | None:
         return None
     hold = min(holds)
     return None if len(line) - hold > HOLD_LIMIT else hold
+
+
+def _open_runs(line: str) -> list[tuple[int, str]]:
+    """The runs of ``*``, ``_``, ``~`` or backticks in the line that nothing closes yet: where
+    each begins, and the run."""
+    opened = []
+    body_from = m.end() if (m := LINE_MARKER.match(line)) else 0
+    for char, runs_of in RUNS.items():
+        if char not in line:
+            continue
+        if char in "*~":
+            # Only how many there are and where the last begins: counted in C, since a
+            # long line is scanned again with every frame.
+            if len(runs_of.findall(line, body_from)) % 2:
+                last = line.rfind(char)
+                end = last + 1
+                while last > body_from and line[last - 1] == char:
+                    last -= 1
+                opened.append((last, line[last:end]))
+            continue
+        runs = list(runs_of.finditer(line, body_from))
+        if char == "_":
+            runs = [r for r in runs if not _intraword(line, r.start(), r.end())]
+            if len(runs) % 2:
+                opened.append((runs[-1].start(), runs[-1].group()))
+        else:
+            lengths = [len(r.group()) for r in runs]
+            if unmatched := [r for r in runs if lengths.count(len(r.group())) % 2]:
+                opened.append((unmatched[-1].start(), unmatched[-1].group()))
+    return opened
+
+
+# What an open run is drawn closed as while its text streams, and the tag that shows it
+# was: ``*Why is`` shows "Why is" in italics at once, not when the closing ``*`` comes.
+CLOSING_TAGS = {"*": "</em>", "_": "</em>", "**": "</strong>", "__": "</strong>", "~~": "</del>"}
+
+
+def _closing(line: str, runs: list[tuple[int, str]]) -> str:
+    """What closes the one open run of ``runs`` when it most likely opens emphasis,
+    strikethrough or a code span (text follows it; an emphasis run starts a word: ``5*3``
+    is arithmetic); else ""."""
+    if len(runs) != 1:
+        return ""
+    start, run = runs[0]
+    after = line[start + len(run) : start + len(run) + 1]
+    if not after or after.isspace():
+        return ""
+    if run[0] == "`":
+        return "" if len(run) >= 3 and not line[:start].strip() else run  # a fence opens
+    return run if run in CLOSING_TAGS and (start == 0 or not line[start - 1].isalnum()) else ""
+
+
+def _closer(line: str) -> str:
+    """What to add to the line being drawn to draw its one open emphasis or code span closed."""
+    return "" if line[-1:].isspace() else _closing(line, _open_runs(line))
+
+
+def _closes(drawn: str, closer: str) -> bool:
+    """Whether the drawing of a tail with ``closer`` added ends with what it closed."""
+    run = CLOSING_RUN.search(drawn.rstrip())
+    return run is not None and run.group().startswith(CLOSING_TAGS.get(closer, "</code>"))
 
 
 def _intraword(line: str, start: int, end: int) -> bool:

@@ -321,6 +321,47 @@ def test_a_short_reply_is_formatted_at_the_pace_of_its_frames() -> None:
     assert max(lags) <= 0.08 + 1e-9, sorted(lags)[-5:]
 
 
+def test_an_open_emphasis_or_code_span_shows_its_words_as_they_come_drawn_closed() -> None:
+    """No word waits for the ``*`` or backtick that closes what it is in: each is shown in
+    the frame it arrived in, formatted, and added inside the element that formats it."""
+    text = "Here is *a careful answer about the sky* and **bold words** and `a code span` too."
+    tokens = re.findall(r"\s*\S+", text)
+    assert max(lags_of(tokens)) == 0
+
+    streamed = Stream()
+    for token in tokens[:5]:  # "Here is *a careful answer"
+        streamed.feed(token)
+    assert f'<p>Here is <em id="{DOM}-end">a careful answer</em></p>' in streamed.page.html
+    streamed.feed(" about")
+    assert streamed.frames[-1] == f'<div hx-swap-oob="beforeend:#{DOM}-end"> about</div>'
+    assert ">a careful answer about</em></p>" in streamed.page.html
+    for token in tokens[6:10]:  # " the sky* and **bold"
+        streamed.feed(token)
+    assert "<em>a careful answer about the sky</em> and <strong" in streamed.page.html
+    assert ">bold</strong></p>" in streamed.page.html
+    for token in tokens[10:14]:  # " words** and `a code"
+        streamed.feed(token)
+    assert ">a code</code></p>" in streamed.page.html and "`" not in frames.text_of(streamed.page.html)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Then 5*3 is", "Then 5"),  # arithmetic: waits, as before
+        ("Use `a *b` for", "Use <code>a *b</code> for"),  # a * in a code span: not emphasis
+        ("Some **bold *and", "Some"),  # two open at once: waits for the rest
+        ("```python", ""),  # a fence opening, not a code span
+    ],
+)
+def test_a_star_or_backtick_that_may_not_open_anything_is_never_drawn_closed(text: str, shown: str) -> None:
+    streamed = Stream()
+    for token in re.findall(r"\s*\S+", text):
+        streamed.feed(token)
+    page = streamed.page.html
+    assert "<em>" not in page and "<strong>" not in page
+    assert shown in page and frames.text_of(page).strip() in frames.text_of(reply_html(text, DOM))
+
+
 def test_a_long_reply_past_its_budget_is_redrawn_about_five_times_a_second() -> None:
     tokens = demo(3000)
     streamed = Stream()
