@@ -178,7 +178,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if REDIS_URL := env_str("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.layers.RedisChannelLayer",
             "CONFIG": {
                 # Reads wait longer than channels_redis's 5 s blocking pop: redis-py 8
                 # times out reads after 5 s by default (redis-py #4091).
