@@ -28,6 +28,25 @@ class Costs:
     worker_errors: int
     floor_sim_cpu_seconds: float = 0.0
     floor_client_cpu_seconds: float = 0.0
+    # The relay phase's length, and what the whole machine spent in it: with the parts
+    # above, where its cores went (``cores``).
+    wall_seconds: float = 0.0
+    machine_busy_seconds: float = 0.0
+    machine_steal_seconds: float = 0.0
+
+    def cores(self) -> dict[str, float] | None:
+        """Cores in use on average over the relay phase: the workers, the simulator, the
+        clients, the rest (Redis, PostgreSQL, the system), and what the hypervisor took."""
+        if self.wall_seconds <= 0:
+            return None
+        parts = {
+            "workers": self.cpu_seconds,
+            "simulator": self.sim_cpu_seconds,
+            "clients": self.client_cpu_seconds,
+        }
+        rest = max(self.machine_busy_seconds - sum(parts.values()), 0.0)
+        each = {**parts, "rest": rest, "busy": self.machine_busy_seconds, "steal": self.machine_steal_seconds}
+        return {name: round(seconds / self.wall_seconds, 2) for name, seconds in each.items()}
 
 
 @dataclass
@@ -285,6 +304,7 @@ def phase_result(
         "client_cpu_seconds": round(costs.client_cpu_seconds, 2),
         "floor_simulator_cpu_seconds": round(costs.floor_sim_cpu_seconds, 2),
         "floor_client_cpu_seconds": round(costs.floor_client_cpu_seconds, 2),
+        "cores": costs.cores(),
         "rss_baseline_mib": round(costs.rss_baseline / 2**20, 1),
         "rss_peak_mib": round(costs.rss_peak / 2**20, 1),
         "memory_per_reply_kib": round((costs.rss_peak - costs.rss_baseline) / 1024 / k, 1),

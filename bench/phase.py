@@ -24,7 +24,7 @@ from typing import Any
 from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, log_in, open_ws
 from bench.metrics import Costs, by_prompt, floor_tally, phase_result, relay_tally
-from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, stop_workers
+from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, machine_cpu, stop_workers
 from tests.servers import PASSWORD
 
 
@@ -173,10 +173,12 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         cpu_before = sum(w.cpu() for w in workers)
         sim_before = cpu_seconds(sim.process.pid)
         client_before = _own_cpu()
+        machine_before, started = machine_cpu(), time.monotonic()
         profiler = _start_profiler(workers[0], phase.profile_to, phase.profile_rate)
         rss_peak = asyncio.run(
             _relay(list(zip(_chunks(relay_runs, k), _chunks(specs, k), strict=True)), workers, phase.tps)
         )
+        machine_after, wall = machine_cpu(), time.monotonic() - started
         _stop_profiler(profiler)
         costs = Costs(
             cpu_seconds=sum(w.cpu() for w in workers) - cpu_before,
@@ -187,6 +189,9 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             worker_errors=0,
             floor_sim_cpu_seconds=floor_cpu[0],
             floor_client_cpu_seconds=floor_cpu[1],
+            wall_seconds=wall,
+            machine_busy_seconds=machine_after[0] - machine_before[0],
+            machine_steal_seconds=machine_after[1] - machine_before[1],
         )
         time.sleep(0.5)  # let the last writes land before reading them back
         relay_records = sim.all_requests()

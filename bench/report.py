@@ -216,7 +216,35 @@ def markdown(result: dict[str, Any]) -> str:
                 for r in long["per_reply"]
             )
             lines.append(f"\nBytes per character as replies grow ({entry['name']}): {flat}.")
+    lines += _cores(result)
     return "\n".join(lines) + "\n"
+
+
+def _cores(result: dict[str, Any]) -> list[str]:
+    """Where the machine's cores went in each phase of this tree: what limits a
+    configuration when the workers are not all that runs."""
+    rows = [
+        (entry["name"], p)
+        for entry in result["configs"]
+        if entry["name"] in ("1w", "2w")
+        for p in sorted(entry.get("phases", []), key=lambda p: p["k"])
+        if p.get("cores")
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"Where the {result['machine']['cores']} cores went, on average over each relay phase (cores busy):",
+        "",
+        "| config | K | whole machine | workers | simulator | clients | the rest (Redis, PostgreSQL, "
+        "the system) | taken by the hypervisor (steal) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in rows:
+        c = p["cores"]
+        cells = [c["busy"], c["workers"], c["simulator"], c["clients"], c["rest"], c["steal"]]
+        lines.append(f"| {name} | {p['k']} | " + " | ".join(str(v) for v in cells) + " |")
+    return lines
 
 
 def _label(entry: dict[str, Any], p: dict[str, Any]) -> str:

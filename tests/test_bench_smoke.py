@@ -50,12 +50,18 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     # reply's connection is never handed to a later request.
     assert 0 < phase["upstream_connections_per_reply"] <= 1
     assert phase["stopped_connections_reused"] == 0
+    # Where the cores went: the worker used some of the machine, which was busy at least
+    # that much (the parts are each process's own count, the whole machine's is the kernel's).
+    cores = phase["cores"]
+    assert 0 < cores["workers"] <= cores["busy"] + 0.1 <= saved["machine"]["cores"] + 0.1, cores
+    assert cores["simulator"] > 0 and cores["clients"] > 0 and cores["steal"] >= 0, cores
     fast = saved["configs"][0]["fast"]
     assert fast["k"] == 2 and fast["tps"] == 200 and fast["integrity_mismatches"] == 0, fast
     assert len(result["targets"]) == 11
     markdown = (tmp_path / "latest.md").read_text()
     assert "| 1w | 2 (fast, 200 tok/s) |" in markdown
     assert markdown.startswith("Run of")
+    assert "| 1w | 2 | " in markdown.split("Where the")[1]  # the cores' table
     assert (tmp_path / "latency.png").stat().st_size > 0
 
 
