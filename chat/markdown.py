@@ -49,6 +49,7 @@ import nh3
 from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererHTML
 from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
@@ -188,6 +189,19 @@ def render_markdown(text: str, code: dict | None = None) -> str:
     return _cleaner().clean(_markdown().render(text, None if code is None else {"code": code}))
 
 
+def _render_tokens(tokens: list[Token], code: dict) -> str:
+    """``render_markdown`` of the text ``tokens`` were parsed from (with ``code`` as its env)."""
+    md = _markdown()
+    return _cleaner().clean(md.renderer.render(tokens, md.options, {"code": code}))
+
+
+def _blocks_before(tokens: list[Token], line: int) -> list[Token]:
+    """The tokens of the blocks before ``line``: complete blocks, each parsed as it would
+    be alone (nothing reaches across blocks, reference definitions being off)."""
+    end = next((i for i, t in enumerate(tokens) if t.level == 0 and t.map and t.map[0] >= line), len(tokens))
+    return tokens[:end]
+
+
 # Characters that cannot change formatting within a line that has a letter already.
 SAFE = re.compile(r"(?:[^\W_]|[ .,;:?'\"/-])+")
 SAFE_PREFIX = re.compile(r"(?:[^\W_]|[ .,;:?'\"/-])*")
@@ -283,21 +297,33 @@ class Live:
     def _render(self, end: int, now: float) -> Frame:
         src = self.source[self.start : end]
         # A block after another begins on a line of its own: one line is one open block.
-        cut = _complete_blocks(src) if "\n" in src else 0
-        blocks = render_markdown(src[:cut], self.code) if cut else ""
+        parsed = None
+        if "\n" not in src:
+            cut = 0
+        elif _as_drawn(src) == src:
+            # Where its complete blocks end, from the parse that draws them: one parse a
+            # redraw, not two.
+            parsed = _markdown().parse(src, {"code": self.code})
+            cut = _complete_blocks(src, parsed)
+        else:
+            cut = _complete_blocks(src)
+        if cut and parsed is not None:
+            blocks = _render_tokens(_blocks_before(parsed, src[:cut].count("\n")), self.code)
+        else:
+            blocks = render_markdown(src[:cut], self.code) if cut else ""
         if blocks:
             self.blocks.append(blocks)
         self.start += cut
         tail = src[cut:]
         self.shown, self.rendered, self.rendered_at = end, len(tail), now
         self.redraws += 1
-        drawn = self._draw_tail(tail)
+        drawn = self._draw_tail(tail, parsed if cut == 0 else None)
         self.rendered_bytes = len(drawn)
         return Frame(blocks=blocks, tail=drawn)
 
-    def _draw_tail(self, tail: str) -> str:
+    def _draw_tail(self, tail: str, parsed: list[Token] | None = None) -> str:
         """The open block's HTML; where text may be added without a render, its last element
-        carries ``end_id``."""
+        carries ``end_id``. ``parsed``: the tokens of ``tail``, drawn as written."""
         self.mode, self.fence = NO_MODE, ""
         if (opening := FENCE_OPEN.match(tail)) and not any(
             _is_fence_close(line, opening.group(1)) for line in tail[opening.end() :].split("\n")
@@ -308,10 +334,14 @@ class Live:
             language = _language(opening.group(2))
             opening_tags = f'<pre class="highlight"><code class="language-{language}" id="{self.end_id}">'
             return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
-        closer = _closer(tail[tail.rfind("\n") + 1 :])
-        drawn = render_markdown(_as_expected(tail + closer), self.code)
-        if closer and not _closes(drawn, closer):
-            # It did not open emphasis or code after all (a ``*`` in a code span): as written.
+        if parsed is not None:
+            drawn = _render_tokens(parsed, self.code)
+        elif closer := _closer(tail[tail.rfind("\n") + 1 :]):
+            drawn = render_markdown(_as_expected(tail + closer), self.code)
+            if not _closes(drawn, closer):
+                # It did not open emphasis or code after all (a ``*`` in a code span): as written.
+                drawn = render_markdown(_as_expected(tail), self.code)
+        else:
             drawn = render_markdown(_as_expected(tail), self.code)
         last = tail[-1:]
         line = tail[tail.rfind("\n") + 1 :]
@@ -367,6 +397,12 @@ def _as_expected(tail: str) -> str:
         return tail
     cells = lines[last].strip().strip("|").split("|")
     return "\n".join(lines[: last + 1]) + "\n|" + "---|" * len(cells) + "\n"
+
+
+def _as_drawn(tail: str) -> str:
+    """The open block as it is drawn: its open emphasis or code span closed, a table's
+    header with its delimiter row."""
+    return _as_expected(tail + _closer(tail[tail.rfind("\n") + 1 :]))
 
 
 def _hold_in_line(line: str) -> int | None:
@@ -471,13 +507,15 @@ FINAL_WHEN_FOLLOWED = {"heading_open", "hr", "fence"}
 FINAL_AFTER_A_BLANK_LINE = {"paragraph_open", "table_open"}
 
 
-def _complete_blocks(src: str) -> int:
+def _complete_blocks(src: str, parsed: list[Token] | None = None) -> int:
     """How much of ``src`` is complete blocks: nothing written after can change them.
+    ``parsed``: its tokens, when it was parsed whole already (its blocks are the same).
 
     A block is complete once the block after it starts on a complete line; or, for the
     blocks above, once another block has begun at all."""
     complete_lines = src.count("\n")
-    blocks = [t for t in _blocks().parse(src) if t.level == 0 and t.nesting >= 0 and t.map]
+    tokens = _blocks().parse(src) if parsed is None else parsed
+    blocks = [t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]
     cut_line = 0
     for block, after in itertools.pairwise(blocks):
         final = (

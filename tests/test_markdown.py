@@ -146,6 +146,23 @@ def test_where_blocks_end_is_found_as_the_full_parse_finds_it(parts: list[str], 
     assert all(not t.children for t in markdown._blocks().parse(text))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12), st.integers(min_value=0, max_value=2000))
+def test_complete_blocks_drawn_from_the_whole_tails_parse_are_drawn_as_alone(
+    parts: list[str], cut: int
+) -> None:
+    """A redraw parses its open text once (``Live._render``) and draws the complete
+    blocks from that parse: the same HTML as parsing and drawing them alone."""
+    text = "".join(parts)[:cut]
+    complete = markdown._complete_blocks(text)
+    parsed = markdown._markdown().parse(text, {"code": {}})
+    assert markdown._complete_blocks(text, parsed) == complete
+    before = markdown._blocks_before(parsed, text[:complete].count("\n"))
+    assert markdown._render_tokens(before, {}) == (
+        markdown.render_markdown(text[:complete]) if complete else ""
+    )
+
+
 def test_the_demo_reply_is_formatted_while_it_streams_and_only_ever_grows() -> None:
     tokens = demo(400)
     streamed = Stream()
