@@ -221,12 +221,11 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _cores(result: dict[str, Any]) -> list[str]:
-    """Where the machine's cores went in each phase of this tree: what limits a
-    configuration when the workers are not all that runs."""
+    """Where the machine's cores went in each phase: what limits a configuration when the
+    workers are not all that runs, and what the hypervisor took."""
     rows = [
         (entry["name"], p)
         for entry in result["configs"]
-        if entry["name"] in ("1w", "2w")
         for p in sorted(entry.get("phases", []), key=lambda p: p["k"])
         if p.get("cores")
     ]
