@@ -47,8 +47,9 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
     """channels_redis's layer, with a group's members on this worker handed their message
     here: a reply's page is almost always on the worker that runs the reply, and each
     group message to it would otherwise cross Redis twice (sorted sets and a Lua script
-    out, a blocking pop back in: some 80 Redis commands a reply, a fifth of a worker's
-    time, in docs/benchmark.md). Members on other workers get it through Redis as before.
+    out, a blocking pop back in: some 64 Redis commands a reply, a quarter of a busy
+    worker's samples, in docs/benchmark.md). Members on other workers get it through
+    Redis as before.
 
     Local delivery keeps what the layer promises: at most once, each member its own copy
     of the message as Redis would have carried it, and a full channel drops (its buffer

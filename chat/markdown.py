@@ -336,13 +336,12 @@ class Live:
             return CODE_BLOCK.format(f"{opening_tags}{code}</code></pre>")
         if parsed is not None:
             drawn = _render_tokens(parsed, self.code)
-        elif closer := _closer(tail[tail.rfind("\n") + 1 :]):
+        else:
+            closer = _closer(tail[tail.rfind("\n") + 1 :])
             drawn = render_markdown(_as_expected(tail + closer), self.code)
-            if not _closes(drawn, closer):
+            if closer and not _closes(drawn, closer):
                 # It did not open emphasis or code after all (a ``*`` in a code span): as written.
                 drawn = render_markdown(_as_expected(tail), self.code)
-        else:
-            drawn = render_markdown(_as_expected(tail), self.code)
         last = tail[-1:]
         line = tail[tail.rfind("\n") + 1 :]
         if not (last and SAFE.fullmatch(last) and not last.isspace() and any(c.isalpha() for c in line)):
