@@ -18,7 +18,14 @@ from PIL import Image
 from chat.models import Attachment, Conversation, Message, TranscriptAccess
 from tests import attachment_files as files
 from tests.servers import SimulatorProcess
-from tests.test_consumers import connect, frames_until, make_conversation, make_user, reply_of
+from tests.test_consumers import (
+    another_reply_complete,
+    connect,
+    frames_until,
+    make_conversation,
+    make_user,
+    reply_of,
+)
 
 COMPLETE = r'data-role="assistant" data-status="complete"'
 
@@ -214,7 +221,7 @@ async def test_a_message_of_files_alone_is_sent_and_regenerating_sends_them_agai
     await frames_until(page, COMPLETE)
     reply = await reply_of(conversation)
     await page.send_to(json.dumps({"action": "regenerate", "id": reply.pk, "client_id": "b2"}))
-    await frames_until(page, rf'<article id="message-(?!{reply.pk}")\d+"[^>]*data-status="complete"')
+    await frames_until(page, another_reply_complete(reply.pk))
     await page.disconnect()
 
     first, again = sim.requests()[-2:]
@@ -300,7 +307,7 @@ async def test_an_edited_message_carries_its_files_and_deleting_both_removes_the
     await page.send_to(
         json.dumps({"action": "edit", "id": original.pk, "message": "Again [sim tokens=5 tps=200]"})
     )
-    await frames_until(page, rf'<article id="message-(?!{original.pk}")\d+"[^>]*data-status="complete"')
+    await frames_until(page, another_reply_complete(original.pk))
     await page.disconnect()
 
     assert (

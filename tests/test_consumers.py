@@ -56,6 +56,12 @@ async def frames_until(communicator: WebsocketCommunicator, pattern: str, wait: 
     return frames
 
 
+def another_reply_complete(pk: int) -> str:
+    """The frame of a reply other than ``pk`` complete: a reply's, not a user message's
+    (a user message is drawn complete from the start, and redrawn with the thread)."""
+    return rf'<article id="message-(?!{pk}")\d+" class="message assistant"[^>]*data-status="complete"'
+
+
 async def reply_of(conversation: Conversation) -> Message:
     return await Message.objects.filter(conversation=conversation, role="assistant").alast()
 

@@ -12,7 +12,14 @@ from chat.markdown import reply_html
 from chat.models import Message
 from tests.frames import Thinking, Watched
 from tests.servers import SimulatorProcess
-from tests.test_consumers import connect, frames_until, make_conversation, make_user, reply_of
+from tests.test_consumers import (
+    another_reply_complete,
+    connect,
+    frames_until,
+    make_conversation,
+    make_user,
+    reply_of,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,7 +75,7 @@ async def test_thinking_is_never_sent_back_to_the_model_as_history(sim: Simulato
     await frames_until(page, ENDED)
     first = await reply_of(conversation)
     await page.send_to(json.dumps({"message": "Two [sim tokens=5 tps=400]", "client_id": "h2"}))
-    await frames_until(page, rf'<article id="message-(?!{first.pk}")\d+"[^>]*data-status="complete"')
+    await frames_until(page, another_reply_complete(first.pk))
     await page.disconnect()
 
     sent = json.dumps(sim.last()["body"])
