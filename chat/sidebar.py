@@ -59,10 +59,6 @@ class Sidebar:
     folders: list[FolderItems]
     recent: list[Listed]
 
-    def find(self, pk: int) -> Listed | None:
-        shown = [*self.pinned, *(c for f in self.folders for c in f.items), *self.recent]
-        return next((c for c in shown if c.pk == pk), None)
-
 
 # Read with a person's first message in a conversation, and its title (``chat.sql``);
 # each as the ORM would write it, in the models' orders.
