@@ -49,6 +49,50 @@ class Costs:
         return {name: round(seconds / self.wall_seconds, 2) for name, seconds in each.items()}
 
 
+# The trip a message's send makes to the database thread (``chat.services._checked_write``):
+# its first token waits for it.
+SEND_TRIP = "_checked_write"
+
+
+def database_thread(
+    before: list[dict[str, dict[str, float]]],
+    after: list[dict[str, dict[str, float]]],
+    wall: float,
+    replies: int,
+) -> dict[str, Any] | None:
+    """The workers' database threads over a relay phase, from their ``/metrics`` before
+    and after it: the share of the phase each thread was busy (on average over the
+    workers), trips a reply, and what a trip, and a send's trip, waited for the thread
+    and held it, in ms on average. None for a tree that does not time its trips."""
+    if not any(after) or wall <= 0 or not replies:
+        return None
+    totals: dict[str, dict[str, float]] = {}
+    for start, end in zip(before, after, strict=True):
+        for trip, now in end.items():
+            was = start.get(trip, {})
+            into = totals.setdefault(trip, {})
+            for kind, value in now.items():
+                into[kind] = into.get(kind, 0.0) + value - was.get(kind, 0.0)
+
+    def each(kind: str, trips: list[dict[str, float]]) -> float | None:
+        count = sum(t.get("trips", 0.0) for t in trips)
+        return round(1000 * sum(t.get(kind, 0.0) for t in trips) / count, 2) if count else None
+
+    every = list(totals.values())
+    send = [totals[SEND_TRIP]] if SEND_TRIP in totals else []
+    return {
+        "busy": round(sum(t.get("held", 0.0) for t in every) / (wall * len(after)), 3),
+        "trips_per_reply": round(sum(t.get("trips", 0.0) for t in every) / replies, 2),
+        "wait_ms": each("waited", every),
+        "held_ms": each("held", every),
+        "send_wait_ms": each("waited", send),
+        "send_held_ms": each("held", send),
+        "busiest": sorted(
+            ((trip, round(t.get("held", 0.0), 3)) for trip, t in totals.items()), key=lambda x: -x[1]
+        )[:5],
+    }
+
+
 @dataclass
 class Tally:
     ttft_added: list[float] = field(default_factory=list)

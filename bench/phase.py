@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, log_in, open_ws
-from bench.metrics import Costs, by_prompt, floor_tally, phase_result, relay_tally
+from bench.metrics import Costs, by_prompt, database_thread, floor_tally, phase_result, relay_tally
 from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, machine_cpu, stop_workers
 from tests.servers import PASSWORD
 
@@ -174,11 +174,13 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         sim_before = cpu_seconds(sim.process.pid)
         client_before = _own_cpu()
         machine_before, started = machine_cpu(), time.monotonic()
+        threads_before = [w.database_thread() for w in workers]
         profiler = _start_profiler(workers[0], phase.profile_to, phase.profile_rate)
         rss_peak = asyncio.run(
             _relay(list(zip(_chunks(relay_runs, k), _chunks(specs, k), strict=True)), workers, phase.tps)
         )
         machine_after, wall = machine_cpu(), time.monotonic() - started
+        threads_after = [w.database_thread() for w in workers]
         _stop_profiler(profiler)
         costs = Costs(
             cpu_seconds=sum(w.cpu() for w in workers) - cpu_before,
@@ -205,6 +207,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["per_reply"] = _per_reply(relay_runs, relay_records)
+    result["database_thread"] = database_thread(threads_before, threads_after, wall, len(relay_runs))
     return result
 
 

@@ -217,6 +217,7 @@ def markdown(result: dict[str, Any]) -> str:
             )
             lines.append(f"\nBytes per character as replies grow ({entry['name']}): {flat}.")
     lines += _cores(result)
+    lines += _database_threads(result)
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +244,43 @@ def _cores(result: dict[str, Any]) -> list[str]:
         c = p["cores"]
         cells = [c["busy"], c["workers"], c["simulator"], c["clients"], c["rest"], c["steal"]]
         lines.append(f"| {name} | {p['k']} | " + " | ".join(str(v) for v in cells) + " |")
+    return lines
+
+
+def _database_threads(result: dict[str, Any]) -> list[str]:
+    """Each worker's one database thread (``chat.database``): how busy it was, and what
+    a trip, and a send's (which its reply's first token waits for), waited for it."""
+    rows = [
+        (entry["name"], p, p["database_thread"])
+        for entry in result["configs"]
+        for p in sorted(entry.get("phases", []), key=lambda p: p["k"])
+        if p.get("database_thread")
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "Each worker's database thread over each relay phase (from its `/metrics`; ms on average):",
+        "",
+        "| config | K | busy (share of the phase) | trips a reply | a trip waited | and held it "
+        "| a send's trip waited | and held it | held longest (s, all workers) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, p, d in rows:
+        busiest = ", ".join(f"`{trip}` {held}" for trip, held in d["busiest"][:3])
+        cells = [
+            d["busy"],
+            d["trips_per_reply"],
+            d["wait_ms"],
+            d["held_ms"],
+            d["send_wait_ms"],
+            d["send_held_ms"],
+        ]
+        lines.append(
+            f"| {name} | {p['k']} | "
+            + " | ".join("–" if v is None else str(v) for v in cells)
+            + f" | {busiest} |"
+        )
     return lines
 
 

@@ -15,11 +15,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import ROOT, SimulatorProcess, app_env, free_port, stop_process, wait_for_port
 from tests.servers import start_simulator as start_test_simulator
@@ -28,6 +31,8 @@ DBPREP = Path(__file__).resolve().parent / "dbprep.py"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")
+# The workers' /metrics, read before and after each relay phase.
+METRICS_TOKEN = "bench-metrics-token-" + uuid.uuid4().hex
 
 
 def cpu_seconds(pid: int) -> float:
@@ -79,6 +84,30 @@ class Worker:
     def rss(self) -> int:
         return rss_bytes(self.process.pid)
 
+    def database_thread(self) -> dict[str, dict[str, float]]:
+        """The worker's database trips so far, from its ``/metrics`` (``chat.database``):
+        by trip, the seconds waited for its database thread and held on it, and how many
+        trips (an earlier tree that does not time them: none)."""
+        request = urllib.request.Request(
+            f"{self.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            text = response.read().decode()
+        trips: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name not in ("chat_database_wait_seconds", "chat_database_trip_seconds"):
+                continue
+            held = family.name == "chat_database_trip_seconds"
+            for sample in family.samples:
+                if sample.name.endswith("_sum"):
+                    kind = "held" if held else "waited"
+                elif sample.name.endswith("_count") and held:
+                    kind = "trips"
+                else:
+                    continue
+                trips.setdefault(sample.labels["trip"], {})[kind] = sample.value
+        return trips
+
     def errors(self) -> int:
         """Tracebacks and ERROR lines in this worker's log."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -107,7 +136,7 @@ class Config:
 
     def prepare(self, var_dir: Path, simulator_url: str, users: int, password: str) -> None:
         var_dir.mkdir(parents=True, exist_ok=True)
-        overrides = {"CHAT_LOG_LEVEL": "WARNING"}
+        overrides = {"CHAT_LOG_LEVEL": "WARNING", "CHAT_METRICS_TOKEN": METRICS_TOKEN}
         if self.scaleout:
             self.database = f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             _postgres_admin(f'CREATE DATABASE "{self.database}"')

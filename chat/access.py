@@ -21,7 +21,6 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model, user_logged_out
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -31,6 +30,7 @@ from django.utils import timezone
 
 from chat import broadcast, replies, sql
 from chat.auth import user_of
+from chat.database import database_sync_to_async
 from chat.models import Message, Revocation, SignOut, UserSession
 
 # The close code of a page whose session ended: htmx's ws extension does not reconnect.

@@ -20,7 +20,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user, get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -29,6 +28,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.cookie import parse_cookie
 
 from chat import sql
+from chat.database import database_sync_to_async
 
 # The path sessions signed in before ``Backend`` record, read as ``Backend`` (chat.sessions).
 DJANGO_BACKEND = "django.contrib.auth.backends.ModelBackend"

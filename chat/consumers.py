@@ -20,12 +20,12 @@ from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
 
 from chat import access, attachments, broadcast, metrics, rendering, replies, services, sidebar, sql
+from chat.database import database_sync_to_async
 from chat.following import Follower, get_messages, newest_message
 from chat.logs import once_a_minute
 from chat.models import Conversation, Message

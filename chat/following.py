@@ -19,10 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from chat import branches, broadcast, metrics, rendering, sql
+from chat.database import database_sync_to_async
 from chat.models import Message
 from chat.runner import Runner
 

@@ -7,7 +7,7 @@ balances ``/`` across them (README, Scale-out). Labels are bounded by configurat
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Summary
 
 REPLIES_STARTED = Counter("chat_replies_started", "Replies started on this worker.", ["provider", "model"])
 REPLIES_ENDED = Counter(
@@ -31,6 +31,15 @@ TOKENS_RELAYED = Counter("chat_text_pieces_relayed", "Pieces of text (upstream t
 UPSTREAM_ERRORS = Counter("chat_upstream_errors", "Upstream failures, by kind.", ["kind"])
 UPSTREAM_RETRIES = Counter("chat_upstream_retries", "Upstream requests tried again.")
 LOOP_LAG = Gauge("chat_event_loop_lag_seconds", "How late the frame clock last woke: the event loop's lag.")
+# The worker's database thread (``chat.database``), by kind of trip: the function run.
+DATABASE_WAIT = Summary(
+    "chat_database_wait_seconds", "How long trips waited for the worker's database thread.", ["trip"]
+)
+DATABASE_TRIP = Summary(
+    "chat_database_trip_seconds",
+    "How long trips held the worker's database thread (its busy seconds, by trip).",
+    ["trip"],
+)
 FRAMES_DROPPED = Counter(
     "chat_frames_dropped", "Frames to pages on other workers the channel layer refused (full)."
 )

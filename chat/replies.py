@@ -14,12 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from chat import branches, broadcast, sql
+from chat.database import database_sync_to_async
 from chat.models import Message
 
 logger = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chat import access, broadcast, metrics, replies
+from chat.database import database_sync_to_async
 from chat.generation import Job, Reply
 from chat.logs import once_a_minute
 

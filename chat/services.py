@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from channels.db import database_sync_to_async
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -27,6 +26,7 @@ from chat.checks import (
     check_rate,
     check_replies_running,
 )
+from chat.database import database_sync_to_async
 from chat.generation import Job, load_job
 from chat.models import Conversation, Message, UsageBudget
 from chat.providers import reply_parameters

@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import logging
 
-from channels.db import database_sync_to_async
-
 from chat import broadcast
+from chat.database import database_sync_to_async
 from chat.generation import estimate_tokens
 from chat.models import Conversation, Message
 from chat.providers.base import Turn

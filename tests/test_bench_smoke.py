@@ -55,6 +55,11 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     cores = phase["cores"]
     assert 0 < cores["workers"] <= cores["busy"] + 0.1 <= saved["machine"]["cores"] + 0.1, cores
     assert cores["simulator"] > 0 and cores["clients"] > 0 and cores["steal"] >= 0, cores
+    # The database thread, from the worker's /metrics: busy some of the phase, with a
+    # send's trip and a few more a reply (its end, the sidebar, the socket's checks).
+    thread = phase["database_thread"]
+    assert 0 < thread["busy"] < 1 and thread["trips_per_reply"] >= 2, thread
+    assert thread["send_held_ms"] > 0 and thread["send_wait_ms"] >= 0, thread
     fast = saved["configs"][0]["fast"]
     assert fast["k"] == 2 and fast["tps"] == 200 and fast["integrity_mismatches"] == 0, fast
     assert len(result["targets"]) == 11
@@ -62,6 +67,7 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     assert "| 1w | 2 (fast, 200 tok/s) |" in markdown
     assert markdown.startswith("Run of")
     assert "| 1w | 2 | " in markdown.split("Where the")[1]  # the cores' table
+    assert "| 1w | 2 | " in markdown.split("database thread over")[1]  # the database thread's
     assert (tmp_path / "latency.png").stat().st_size > 0
 
 

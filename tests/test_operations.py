@@ -182,6 +182,11 @@ async def test_the_metrics_move_when_a_reply_streams(sim: SimulatorProcess, sett
     )
     count = "chat_first_token_seconds_count"
     assert sample(after, count, **labels) == sample(before, count, **labels) + 1
+    # The send's one trip to the database thread, timed (chat.database).
+    for metric in ("chat_database_wait_seconds_count", "chat_database_trip_seconds_count"):
+        assert (
+            sample(after, metric, trip="_checked_write") == sample(before, metric, trip="_checked_write") + 1
+        )
 
 
 @pytest.mark.django_db
