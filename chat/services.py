@@ -80,7 +80,10 @@ def do_start_reply(
     ``history`` (read here anyway), so what it is generated from needs no second read.
     """
     try:
-        with transaction.atomic():
+        # No savepoint of its own (two statements more, two round trips on PostgreSQL): a
+        # repeat rolls back whatever transaction holds this one, in which nothing is
+        # written before it (``send_message``).
+        with transaction.atomic(savepoint=False):
             path = branches.visible_path(conversation.pk)
             # A conversation's first message is its title until the model writes one.
             message, reply = _add_turn(

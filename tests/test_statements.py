@@ -160,8 +160,13 @@ def test_a_turn_is_written_as_the_orm_writes_it(people) -> None:
     assert (reply.parent_id, reply.status, reply.parameters) == (person.pk, Message.Status.PENDING, {})
     here.refresh_from_db()
     assert here.title == "Hello there"
-    # The same client id again is the unique constraint's error, as from the ORM.
-    assert services.do_start_reply(here, "Hello there", client_id="c1", worker_channel="w") is None
+    # The same client id again is the unique constraint's error, as from the ORM. The
+    # write has no savepoint of its own: the transaction that holds it (the send's)
+    # rolls back, quietly, and the connection goes on (on PostgreSQL too, where an error
+    # aborts a transaction's every later statement).
+    with transaction.atomic():
+        assert services.do_start_reply(here, "Hello there", client_id="c1", worker_channel="w") is None
+    assert Message.objects.filter(conversation=here).count() == 2
     with pytest.raises(IntegrityError), transaction.atomic():
         sql.insert(Message(conversation=here, role="user", content="again", client_id="c1"))
 
