@@ -169,18 +169,18 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             )
             for j, s in enumerate(specs)
         ]
+        # Read before the phase's CPU is, and after it: reading /metrics costs the workers some.
+        threads_before = [w.database_thread() for w in workers]
         rss_baseline = sum(w.rss() for w in workers)
         cpu_before = sum(w.cpu() for w in workers)
         sim_before = cpu_seconds(sim.process.pid)
         client_before = _own_cpu()
         machine_before, started = machine_cpu(), time.monotonic()
-        threads_before = [w.database_thread() for w in workers]
         profiler = _start_profiler(workers[0], phase.profile_to, phase.profile_rate)
         rss_peak = asyncio.run(
             _relay(list(zip(_chunks(relay_runs, k), _chunks(specs, k), strict=True)), workers, phase.tps)
         )
         machine_after, wall = machine_cpu(), time.monotonic() - started
-        threads_after = [w.database_thread() for w in workers]
         _stop_profiler(profiler)
         costs = Costs(
             cpu_seconds=sum(w.cpu() for w in workers) - cpu_before,
@@ -195,6 +195,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             machine_busy_seconds=machine_after[0] - machine_before[0],
             machine_steal_seconds=machine_after[1] - machine_before[1],
         )
+        threads_after = [w.database_thread() for w in workers]
         time.sleep(0.5)  # let the last writes land before reading them back
         relay_records = sim.all_requests()
     finally:
