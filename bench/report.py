@@ -267,7 +267,7 @@ def _database_threads(result: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, p, d in rows:
-        busiest = ", ".join(f"`{trip}` {held}" for trip, held in d["busiest"][:3])
+        busiest = ", ".join(f"`{trip}` {held}" for trip, held, *_ in d["busiest"][:3])
         cells = [
             d["busy"],
             d["trips_per_reply"],

@@ -283,12 +283,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             await self.send(rendering.composer_html(error=str(exc), text=text, files=kept))
             return
-        if started is not None:  # None: a repeated frame, already answered
-            if started.appended:
-                await self.follower.show_started(started.messages)
-            if self.stop_on_start:
-                reply = started.reply
-                await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
+        # Its pages here drew what it added (``services._start``). None: a repeated frame.
+        if started is not None and self.stop_on_start:
+            reply = started.reply
+            await replies.stop(reply.pk, reply.conversation_id, reply.worker_channel)
         if data.get("action", "send") == "send":
             await self.send(rendering.composer_html())
 

@@ -104,6 +104,15 @@ class Runner:
         reply.task.add_done_callback(lambda _: self._ended(reply))
         return reply
 
+    async def show_added(self, conversation_id: int, messages: list[Message]) -> None:
+        """Messages just added at the end of a conversation, drawn on its pages in this
+        process from what the write returned, with no read of them."""
+        for page in list(self.pages.get(conversation_id, ())):
+            try:
+                await page.show_started(messages)
+            except Exception:
+                logger.exception("drawing new messages on a page failed")
+
     def _ended(self, reply: Reply) -> None:
         self.replies.pop(reply.id, None)
         self._news.pop(reply, None)

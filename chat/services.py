@@ -307,6 +307,10 @@ async def _start(
     started = Started(messages, append)
     runner.launch(started.reply, job)
     if append:
+        # Drawn on the pages here from what the write returned, then told to the others
+        # (the pages here skip what they drew): through Redis, a page here could hear of
+        # them first, while the send waits on Redis, and read them back.
+        await runner.show_added(conversation_id, messages)
         await broadcast.messages_added(conversation_id, [m.pk for m in messages])
     else:
         await broadcast.thread_changed(conversation_id)

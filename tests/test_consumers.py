@@ -149,6 +149,47 @@ async def test_a_repeated_client_id_is_sent_once(sim: SimulatorProcess) -> None:
     await communicator.disconnect()
 
 
+async def test_the_pages_on_the_senders_worker_draw_the_new_messages_without_reading_them(
+    sim: SimulatorProcess, monkeypatch
+) -> None:
+    """The pages of a conversation on the worker that wrote a message draw it (and its
+    reply) from what the write returned. Through channels_redis the group's "messages
+    added" could reach them first, while its send waits on Redis, and they read the
+    messages back from the database: a trip a reply on two workers. Here the group send
+    gives the pages the same passes of the loop a send to Redis would."""
+    from prometheus_client import REGISTRY
+
+    from chat import services
+    from chat.database import database_sync_to_async
+
+    told = services.broadcast.messages_added
+
+    async def added_as_over_redis(conversation_id: int, ids: list[int]) -> None:
+        await told(conversation_id, ids)
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(services.broadcast, "messages_added", added_as_over_redis)
+
+    def reads() -> float:
+        return REGISTRY.get_sample_value("chat_database_trip_seconds_count", {"trip": "get_messages"}) or 0.0
+
+    alice = await make_user("alice")
+    conversation = await make_conversation(alice)
+    _, page = await connect(alice, conversation.pk)
+    _, other_tab = await connect(alice, conversation.pk)
+    before = reads()
+    await page.send_to(json.dumps({"message": "Hi [sim tokens=3 tps=100]", "client_id": "f1"}))
+    for communicator in (page, other_tab):
+        frames = await frames_until(communicator, r'data-role="assistant" data-status="complete"')
+        assert sum(f.count('data-role="user"') for f in frames) == 1  # drawn once
+    await database_sync_to_async(lambda: None)()  # after any trip queued before it
+
+    assert reads() == before
+    for communicator in (page, other_tab):
+        await communicator.disconnect()
+
+
 async def test_a_message_sent_while_a_reply_is_written_here_is_refused_and_kept_in_the_box(
     sim: SimulatorProcess,
 ) -> None:
@@ -326,11 +367,14 @@ async def test_another_tab_that_never_gets_the_frame_adding_a_reply_is_redrawn_w
     sim: SimulatorProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chat import broadcast
+    from chat.runner import Runner
 
     async def dropped(*args, **kwargs) -> None:
         """What a full channel does with a group message: nothing, and no error."""
 
     monkeypatch.setattr(broadcast, "messages_added", dropped)
+    # As for a tab on another worker: the sender's worker does not draw it there either.
+    monkeypatch.setattr(Runner, "show_added", dropped)
     monkeypatch.setattr("chat.following.QUIET_AFTER", 0.5)
     alice = await make_user("alice")
     conversation = await make_conversation(alice)
