@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -91,8 +92,11 @@ class Worker:
         request = urllib.request.Request(
             f"{self.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError:  # a tree from before /metrics
+            return {}
         trips: dict[str, dict[str, float]] = {}
         for family in text_string_to_metric_families(text):
             if family.name not in ("chat_database_wait_seconds", "chat_database_trip_seconds"):

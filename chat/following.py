@@ -147,7 +147,8 @@ class Follower:
             self.offsets[reply.pk] = None
 
     async def show_started(self, added: list[Message]) -> None:
-        """Draw messages this page has just added, without asking the database again."""
+        """Draw messages just added to the conversation by this worker, as its write
+        returned them, without asking the database again (``Runner.show_added``)."""
         await self._append([m for m in added if m.pk not in self.drawn])
 
     async def _resync(self, reply_id: int, worker: str) -> None:

@@ -40,10 +40,9 @@ __all__ = ["ChatError", "NotFound", "Started"]
 @dataclass(frozen=True)
 class Started:
     """A reply started: the messages it added (the person's, when one was sent, and the
-    reply), and whether they were appended to the visible thread or it changed."""
+    reply)."""
 
     messages: list[Message]
-    appended: bool
 
     @property
     def reply(self) -> Message:
@@ -304,7 +303,7 @@ async def _start(
     if checked is None:
         return None
     messages, job = checked
-    started = Started(messages, append)
+    started = Started(messages)
     runner.launch(started.reply, job)
     if append:
         # Drawn on the pages here from what the write returned, then told to the others
