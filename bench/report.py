@@ -221,15 +221,20 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cores(result: dict[str, Any]) -> list[str]:
-    """Where the machine's cores went in each phase: what limits a configuration when the
-    workers are not all that runs, and what the hypervisor took."""
-    rows = [
+def _phases_with(result: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each configuration's relay phases that recorded ``key``, by K."""
+    return [
         (entry["name"], p)
         for entry in result["configs"]
         for p in sorted(entry.get("phases", []), key=lambda p: p["k"])
-        if p.get("cores")
+        if p.get(key)
     ]
+
+
+def _cores(result: dict[str, Any]) -> list[str]:
+    """Where the machine's cores went in each phase: what limits a configuration when the
+    workers are not all that runs, and what the hypervisor took."""
+    rows = _phases_with(result, "cores")
     if not rows:
         return []
     lines = [
@@ -250,12 +255,7 @@ def _cores(result: dict[str, Any]) -> list[str]:
 def _database_threads(result: dict[str, Any]) -> list[str]:
     """Each worker's one database thread (``chat.database``): how busy it was, and what
     a trip, and a send's (which its reply's first token waits for), waited for it."""
-    rows = [
-        (entry["name"], p, p["database_thread"])
-        for entry in result["configs"]
-        for p in sorted(entry.get("phases", []), key=lambda p: p["k"])
-        if p.get("database_thread")
-    ]
+    rows = _phases_with(result, "database_thread")
     if not rows:
         return []
     lines = [
@@ -266,7 +266,8 @@ def _database_threads(result: dict[str, Any]) -> list[str]:
         "| a send's trip waited | and held it | held longest (s, all workers) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name, p, d in rows:
+    for name, p in rows:
+        d = p["database_thread"]
         busiest = ", ".join(f"`{trip}` {held}" for trip, held, *_ in d["busiest"][:3])
         cells = [
             d["busy"],
