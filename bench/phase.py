@@ -169,7 +169,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             )
             for j, s in enumerate(specs)
         ]
-        # Read before the phase's CPU is, and after it: reading /metrics costs the workers some.
+        # Read outside the phase's CPU, before and after: reading /metrics costs a worker some.
         threads_before = [w.database_thread() for w in workers]
         rss_baseline = sum(w.rss() for w in workers)
         cpu_before = sum(w.cpu() for w in workers)
