@@ -157,10 +157,9 @@ async def test_the_pages_on_the_senders_worker_draw_the_new_messages_without_rea
     added" could reach them first, while its send waits on Redis, and they read the
     messages back from the database: a trip a reply on two workers. Here the group send
     gives the pages the same passes of the loop a send to Redis would."""
-    from prometheus_client import REGISTRY
-
     from chat import services
     from chat.database import database_sync_to_async
+    from tests.test_database_thread import seconds
 
     told = services.broadcast.messages_added
 
@@ -172,7 +171,7 @@ async def test_the_pages_on_the_senders_worker_draw_the_new_messages_without_rea
     monkeypatch.setattr(services.broadcast, "messages_added", added_as_over_redis)
 
     def reads() -> float:
-        return REGISTRY.get_sample_value("chat_database_trip_seconds_count", {"trip": "get_messages"}) or 0.0
+        return seconds("chat_database_trip_seconds", "get_messages", "count")
 
     alice = await make_user("alice")
     conversation = await make_conversation(alice)

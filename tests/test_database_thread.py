@@ -56,10 +56,6 @@ async def test_a_trip_keeps_its_functions_name_and_raises_what_it_raises() -> No
     trip = database_sync_to_async(fails)
     assert trip.__name__ == "fails"
     count = seconds("chat_database_trip_seconds", fails.__qualname__, "count")
-    try:
+    with pytest.raises(LookupError, match=r"^gone$"):
         await trip()
-    except LookupError as exc:
-        assert str(exc) == "gone"
-    else:
-        raise AssertionError("the trip's exception was lost")
     assert seconds("chat_database_trip_seconds", fails.__qualname__, "count") == count + 1
