@@ -98,6 +98,40 @@ def database_thread(
     }
 
 
+def collector_pauses(
+    before: list[dict[str, dict[str, Any]]], after: list[dict[str, dict[str, Any]]], wall: float
+) -> dict[str, Any] | None:
+    """The garbage collector's pauses in the workers over a relay phase, from their
+    ``/metrics`` before and after it: every pass, and the full ones (generation 2) apart,
+    which walk every object a worker holds. ``paused``: the share of the phase a worker
+    was stopped (on average over the workers); ``full_longest_ms``: the longest full
+    pass took at most this (its bucket's bound; None: none ran). None for a tree that
+    does not time them."""
+    if not any(after) or wall <= 0:
+        return None
+
+    def added(generation: str, key: str, bound: str = "") -> float:
+        def value(scraped: dict[str, dict[str, Any]]) -> float:
+            counts = scraped.get(generation, {})
+            return counts.get("buckets", {}).get(bound, 0.0) if bound else counts.get(key, 0.0)
+
+        return sum(value(end) - value(start) for start, end in zip(before, after, strict=True))
+
+    generations = ("0", "1", "2")
+    full = added("2", "count")
+    # The first bucket (bounds ascending, "+Inf" last) that holds every full pass of the phase.
+    bounds = [b for b in after[0].get("2", {}).get("buckets", {}) if full and added("2", "", b) == full]
+    longest = None if not bounds else "> 1000" if bounds[0] == "+Inf" else round(1000 * float(bounds[0]), 1)
+    return {
+        "passes": int(sum(added(g, "count") for g in generations)),
+        "paused": round(sum(added(g, "sum") for g in generations) / (wall * len(after)), 4),
+        "paused_ms": round(1000 * sum(added(g, "sum") for g in generations), 1),
+        "full": int(full),
+        "full_ms": round(1000 * added("2", "sum"), 1),
+        "full_longest_ms": longest,
+    }
+
+
 @dataclass
 class Tally:
     ttft_added: list[float] = field(default_factory=list)

@@ -23,7 +23,15 @@ from typing import Any
 
 from bench.analysis import APPENDED_REPLY, parse_ws
 from bench.clients import FloorRun, WsRun, drive_floor, drive_ws, log_in, open_ws
-from bench.metrics import Costs, by_prompt, database_thread, floor_tally, phase_result, relay_tally
+from bench.metrics import (
+    Costs,
+    by_prompt,
+    collector_pauses,
+    database_thread,
+    floor_tally,
+    phase_result,
+    relay_tally,
+)
 from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, machine_cpu, stop_workers
 from tests.servers import PASSWORD
 
@@ -170,7 +178,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             for j, s in enumerate(specs)
         ]
         # Read outside the phase's CPU, before and after: reading /metrics costs a worker some.
-        threads_before = [w.database_thread() for w in workers]
+        scraped_before = [w.scrape() for w in workers]
         rss_baseline = sum(w.rss() for w in workers)
         cpu_before = sum(w.cpu() for w in workers)
         sim_before = cpu_seconds(sim.process.pid)
@@ -195,7 +203,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
             machine_busy_seconds=machine_after[0] - machine_before[0],
             machine_steal_seconds=machine_after[1] - machine_before[1],
         )
-        threads_after = [w.database_thread() for w in workers]
+        scraped_after = [w.scrape() for w in workers]
         time.sleep(0.5)  # let the last writes land before reading them back
         relay_records = sim.all_requests()
     finally:
@@ -208,7 +216,10 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
     result = phase_result(k, math.ceil(len(specs) / k), relay, extra, floor, costs)
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["per_reply"] = _per_reply(relay_runs, relay_records)
-    result["database_thread"] = database_thread(threads_before, threads_after, wall, len(relay_runs))
+    trips = [[s.get("trips", {}) for s in scraped] for scraped in (scraped_before, scraped_after)]
+    result["database_thread"] = database_thread(*trips, wall, len(relay_runs))
+    pauses = [[s.get("pauses", {}) for s in scraped] for scraped in (scraped_before, scraped_after)]
+    result["collector"] = collector_pauses(*pauses, wall)
     return result
 
 

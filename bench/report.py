@@ -218,6 +218,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"\nBytes per character as replies grow ({entry['name']}): {flat}.")
     lines += _cores(result)
     lines += _database_threads(result)
+    lines += _collector(result)
     return "\n".join(lines) + "\n"
 
 
@@ -281,6 +282,29 @@ def _database_threads(result: dict[str, Any]) -> list[str]:
             f"| {name} | {p['k']} | "
             + " | ".join("–" if v is None else str(v) for v in cells)
             + f" | {busiest} |"
+        )
+    return lines
+
+
+def _collector(result: dict[str, Any]) -> list[str]:
+    """The garbage collector's pauses in each worker (``chat.metrics.CollectorPauses``):
+    a pass stops the event loop, every reply's frames with it."""
+    rows = _phases_with(result, "collector")
+    if not rows:
+        return []
+    lines = [
+        "",
+        "The garbage collector's pauses over each relay phase (from the workers' `/metrics`):",
+        "",
+        "| config | K | passes | paused (ms, all workers) | share of the phase | full passes "
+        "| their ms | the longest, at most (ms) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, p in rows:
+        c = p["collector"]
+        cells = [c["passes"], c["paused_ms"], c["paused"], c["full"], c["full_ms"], c["full_longest_ms"]]
+        lines.append(
+            f"| {name} | {p['k']} | " + " | ".join("–" if v is None else str(v) for v in cells) + " |"
         )
     return lines
 

@@ -85,10 +85,14 @@ class Worker:
     def rss(self) -> int:
         return rss_bytes(self.process.pid)
 
-    def database_thread(self) -> dict[str, dict[str, float]]:
-        """The worker's database trips so far, from its ``/metrics`` (``chat.database``):
-        by trip, the seconds waited for its database thread and held on it, and how many
-        trips (an earlier tree that does not time them: none)."""
+    def scrape(self) -> dict[str, Any]:
+        """What the benchmark reads of the worker's ``/metrics`` so far (an earlier tree
+        that does not serve or keep them: empty).
+
+        ``trips``: by database trip (``chat.database``), the seconds waited for its
+        database thread and held on it, and how many. ``pauses``: by generation, the
+        garbage collector's passes (``chat.metrics.CollectorPauses``): how many, their
+        seconds, and the cumulative count under each bucket's bound."""
         request = urllib.request.Request(
             f"{self.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
         )
@@ -98,7 +102,16 @@ class Worker:
         except urllib.error.HTTPError:  # a tree from before /metrics
             return {}
         trips: dict[str, dict[str, float]] = {}
+        pauses: dict[str, dict[str, Any]] = {}
         for family in text_string_to_metric_families(text):
+            if family.name == "chat_gc_pause_seconds":
+                for sample in family.samples:
+                    into = pauses.setdefault(sample.labels["generation"], {"buckets": {}})
+                    if sample.name.endswith("_bucket"):
+                        into["buckets"][sample.labels["le"]] = sample.value
+                    else:
+                        into[sample.name.rsplit("_", 1)[1]] = sample.value  # "count", "sum"
+                continue
             if family.name not in ("chat_database_wait_seconds", "chat_database_trip_seconds"):
                 continue
             held = family.name == "chat_database_trip_seconds"
@@ -110,7 +123,7 @@ class Worker:
                 else:
                     continue
                 trips.setdefault(sample.labels["trip"], {})[kind] = sample.value
-        return trips
+        return {"trips": trips, "pauses": pauses}
 
     def errors(self) -> int:
         """Tracebacks and ERROR lines in this worker's log."""

@@ -7,7 +7,14 @@ balances ``/`` across them (README, Scale-out). Labels are bounded by configurat
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Summary
+import gc
+import time
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Summary
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 REPLIES_STARTED = Counter("chat_replies_started", "Replies started on this worker.", ["provider", "model"])
 REPLIES_ENDED = Counter(
@@ -63,3 +70,53 @@ def error_kind(message: str) -> str:
         if needle in message:
             return kind
     return "error_event"
+
+
+class CollectorPauses(Collector):
+    """``chat_gc_pause_seconds``: how long Python's cyclic garbage collector stopped the
+    worker, by generation (2 is a full collection, which walks every object the worker
+    holds). A pass holds the GIL, so it stops the event loop and every frame with it.
+
+    Timed from ``gc.callbacks`` into plain numbers, read at scrape time: a callback runs
+    wherever an allocation set the collector off, which may be inside prometheus_client
+    holding one of its (non-reentrant) locks, so it must not call into it.
+    """
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        # Per generation: a count per bucket (the last for longer than every bound), the sum.
+        self._counts = [[0] * (len(self.BUCKETS) + 1) for _ in range(3)]
+        self._sums = [0.0, 0.0, 0.0]
+
+    def install(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+            REGISTRY.register(self)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        seconds = time.perf_counter() - self._started
+        generation = info["generation"]
+        self._counts[generation][bisect_left(self.BUCKETS, seconds)] += 1
+        self._sums[generation] += seconds
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "chat_gc_pause_seconds",
+            "Pauses of Python's cyclic garbage collector, by generation (2: a full collection).",
+            labels=["generation"],
+        )
+        for generation, counts in enumerate(self._counts):
+            running, buckets = 0, []
+            for bound, count in zip((*self.BUCKETS, float("inf")), counts, strict=True):
+                running += count
+                buckets.append((str(bound) if bound != float("inf") else "+Inf", running))
+            family.add_metric([str(generation)], buckets, self._sums[generation])
+        yield family
+
+
+COLLECTOR_PAUSES = CollectorPauses()

@@ -37,6 +37,9 @@ def check() -> None:
 def main() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     check()
+    from chat import metrics
+
+    metrics.COLLECTOR_PAUSES.install()
     from daphne.cli import CommandLineInterface
 
     sys.argv[0] = "daphne"

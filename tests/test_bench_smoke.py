@@ -60,6 +60,11 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     thread = phase["database_thread"]
     assert 0 < thread["busy"] < 1 and thread["trips_per_reply"] >= 2, thread
     assert thread["send_held_ms"] > 0 and thread["send_wait_ms"] >= 0, thread
+    # The garbage collector's passes in the worker, from its /metrics: the young
+    # generation's at least, as every reply allocates.
+    collector = phase["collector"]
+    assert collector["passes"] > 0 and 0 < collector["paused"] < 1, collector
+    assert collector["full"] == 0 or collector["full_longest_ms"] is not None, collector
     fast = saved["configs"][0]["fast"]
     assert fast["k"] == 2 and fast["tps"] == 200 and fast["integrity_mismatches"] == 0, fast
     assert len(result["targets"]) == 11
@@ -68,6 +73,7 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     assert markdown.startswith("Run of")
     assert "| 1w | 2 | " in markdown.split("Where the")[1]  # the cores' table
     assert "| 1w | 2 | " in markdown.split("database thread over")[1]  # the database thread's
+    assert "| 1w | 2 | " in markdown.split("garbage collector's pauses")[1]
     assert (tmp_path / "latency.png").stat().st_size > 0
 
 

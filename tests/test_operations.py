@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from chat import configuration, health
+from chat.metrics import CollectorPauses
 from chat.models import Conversation
 from tests.servers import ROOT, SimulatorProcess, free_port
 
@@ -241,3 +243,24 @@ def test_an_unknown_log_format_is_refused_by_name() -> None:
     assert result.returncode != 0
     assert "Configuration error: CHAT_LOG_FORMAT='xml': expected text or json" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_collectors_pauses_are_timed_by_generation() -> None:
+    """Each pass lands in its generation's histogram: counted, summed, and in the bucket
+    of its length, read only at scrape time (``chat.metrics.CollectorPauses``)."""
+    pauses = CollectorPauses()
+    gc.callbacks.append(pauses._callback)
+    try:
+        gc.collect()  # a full pass
+        gc.collect()
+    finally:
+        gc.callbacks.remove(pauses._callback)
+    [family] = pauses.collect()
+    samples = {(s.name, s.labels["generation"], s.labels.get("le")): s.value for s in family.samples}
+    assert samples[("chat_gc_pause_seconds_count", "2", None)] == 2
+    assert samples[("chat_gc_pause_seconds_bucket", "2", "+Inf")] == 2
+    assert 0 < samples[("chat_gc_pause_seconds_sum", "2", None)] < 10
+    # Cumulative buckets: never fewer under a larger bound, and a full pass of this small
+    # heap takes under a second.
+    bounds = [samples[("chat_gc_pause_seconds_bucket", "2", str(b))] for b in CollectorPauses.BUCKETS]
+    assert bounds == sorted(bounds) and bounds[-1] == 2
