@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from functools import cache
 from html import escape
 
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 from pygments.formatters import HtmlFormatter
 
-from chat.markdown import Frame, reply_html
+from chat.markdown import Frame, Live, reply_html
 from chat.markdown import render_markdown as _render_markdown
 from chat.models import Attachment, Conversation, Message
 from chat.providers import accepts_images, parameters_of
@@ -36,6 +36,33 @@ def pygments_css() -> str:
     light = HtmlFormatter(style="default").get_style_defs(".highlight")
     dark = HtmlFormatter(style="github-dark").get_style_defs(".highlight")
     return f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n"
+
+
+# What a reply page's frames draw, and the languages models write code in most: each
+# first use costs a fresh worker tens of ms (a template's compile, a Pygments lexer's
+# regexes; CSS's is about 70 ms) in the middle of someone's reply.
+WARM_TEMPLATES = (
+    "chat/_message.html",
+    "chat/_conversation_list.html",
+    "chat/_organise_menu.html",
+    "chat/_stop_button.html",
+    "chat/_composer.html",
+)
+WARM_LANGUAGES = ("python", "javascript", "typescript", "bash", "json", "html", "css", "sql", "java", "c",
+                  "cpp", "go", "rust", "yaml")  # fmt: skip
+WARM_TEXT = "# A\n\n*b* **c** `d` [e](https://example.com)\n\n- f\n1. g\n\n> h\n\n| i |\n|:-:|\n| j |\n"
+
+
+def warm_up() -> None:
+    """Compile what a worker's first replies would otherwise compile while people wait:
+    the frames' templates, the markdown parsers (whole and live) and the common lexers."""
+    for name in WARM_TEMPLATES:
+        get_template(name)
+    text = WARM_TEXT + "".join(f"\n```{language}\nx = 1\n```\n" for language in WARM_LANGUAGES)
+    live = Live("warm-up")
+    live.feed(text)
+    live.advance(flush=True)
+    live.html()
 
 
 def message_html(message: Message, *, oob: bool = False) -> str:
