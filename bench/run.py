@@ -69,7 +69,9 @@ def run_benchmark(options: Options) -> dict[str, Any]:
         commit, tree = stack.enter_context(worktree(options.before)) if options.before else ("", None)
         sim = stack.enter_context(start_simulator(options.tps))
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
+        runs: list[ConfigRun] = []
         for config in configs(options.configs, (options.before, tree) if tree else None):
+            stack.callback(config.cleanup)
             entry: dict[str, Any] = {"name": config.name, "label": config.label, "phases": []}
             if config.root != ROOT:
                 entry["ref"], entry["commit"] = options.before, commit
@@ -78,35 +80,72 @@ def run_benchmark(options: Options) -> dict[str, Any]:
                 entry["skipped"] = why
                 options.log(f"[{config.name}] skipped: {why}")
                 continue
-            try:
-                _run_config(config, sim, Path(tmp) / config.name, options, entry)
-            except Exception as exc:
-                if config.root == ROOT:
-                    raise
-                # An earlier tree this benchmark cannot drive costs its rows, not the run.
-                entry["skipped"] = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[-300:]}"
-                options.log(f"[{config.name}] {entry['skipped']}")
-            finally:
-                config.cleanup()
+            run = ConfigRun(config, entry, options)
+            if run.attempt(run.prepare, sim, Path(tmp) / config.name):
+                runs.append(run)
+        # Every configuration at each K in turn. The trees of a before/after pair take turns
+        # going first: run after run, the first of a pair did worse more often than not
+        # (docs/benchmark.md), so one going first at every K would tilt the comparison.
+        for i, k in enumerate(options.ks):
+            for run in _turns(runs, i):
+                run.attempt(run.measure, k)
+        for run in runs:
+            run.attempt(run.finish)
     result["duration_s"] = round(time.time() - started, 1)
     result["targets"] = report.targets(result)
     report.write(result, options.out, with_plot=options.plot, publish=options.publish)
     return result
 
 
-def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry: dict[str, Any]) -> None:
-    config.prepare(var_dir, sim.url, 1, PASSWORD)
-    phase = Phase(
-        config,
-        sim,
-        options.tps,
-        options.out / "logs",
-        profile_rate=options.profile_rate,
-        history=options.history,
-    )
-    tried: dict[int, dict[str, Any]] = {}
+def _turns(runs: list[ConfigRun], i: int) -> list[ConfigRun]:
+    """The runs in order, with "1w" and "1w-before" swapped at every other K."""
+    names = [r.config.name for r in runs]
+    if i % 2 == 0 or "1w" not in names or "1w-before" not in names:
+        return runs
+    order = list(runs)
+    a, b = names.index("1w"), names.index("1w-before")
+    order[a], order[b] = order[b], order[a]
+    return order
 
-    def measure(k: int) -> dict[str, Any]:
+
+class ConfigRun:
+    """One configuration's phases: the K list (``measure``, one K at a time), then the
+    probes for the largest K that holds, the fast model and the long replies (``finish``)."""
+
+    def __init__(self, config: Config, entry: dict[str, Any], options: Options) -> None:
+        self.config, self.entry, self.options = config, entry, options
+        self.tried: dict[int, dict[str, Any]] = {}
+        self.failed = False
+
+    def attempt(self, step: Any, *args: Any) -> bool:
+        """Run a step; an earlier tree this benchmark cannot drive costs its rows, not the run."""
+        if self.failed:
+            return False
+        try:
+            step(*args)
+        except Exception as exc:
+            if self.config.root == ROOT:
+                raise
+            self.failed = True
+            self.entry["skipped"] = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())[-300:]}"
+            self.options.log(f"[{self.config.name}] {self.entry['skipped']}")
+            return False
+        return True
+
+    def prepare(self, sim: Any, var_dir: Path) -> None:
+        options = self.options
+        self.config.prepare(var_dir, sim.url, 1, PASSWORD)
+        self.phase = Phase(
+            self.config,
+            sim,
+            options.tps,
+            options.out / "logs",
+            profile_rate=options.profile_rate,
+            history=options.history,
+        )
+
+    def measure(self, k: int) -> dict[str, Any]:
+        config, options, phase = self.config, self.options, self.phase
         rounds = -(-options.min_replies // k)
         ramp = options.ramp if k > 1 else 0.0  # K sends spread over a second: K new replies a second
         specs = schedule(
@@ -122,22 +161,22 @@ def _run_config(config: Config, sim: Any, var_dir: Path, options: Options, entry
             phase_result["profile"] = report.profile_summary(phase.profile_to)
         phase_result["holds"] = holds(phase_result)
         options.log("   " + report.one_line(phase_result))
-        tried[k] = phase_result
-        entry["phases"].append(phase_result)
+        self.tried[k] = phase_result
+        self.entry["phases"].append(phase_result)
         return phase_result
 
-    for k in options.ks:
-        measure(k)
-    for _ in range(2 if options.probe and config.name == "1w" else 0):
-        if (probe := _probe_k(tried, options.max_k)) is None:
-            break
-        measure(probe)
-    held = [k for k, r in tried.items() if r["holds"]]
-    entry["largest_k_held"] = max(held, default=None)
-    if config.name == "1w" and options.fast_k > 0:
-        entry["fast"] = _fast_replies(phase, options)
-    if config.name == "1w" and options.long_chars:
-        entry["long_replies"] = _long_replies(phase, options)
+    def finish(self) -> None:
+        config, options, entry = self.config, self.options, self.entry
+        for _ in range(2 if options.probe and config.name == "1w" else 0):
+            if (probe := _probe_k(self.tried, options.max_k)) is None:
+                break
+            self.measure(probe)
+        held = [k for k, r in self.tried.items() if r["holds"]]
+        entry["largest_k_held"] = max(held, default=None)
+        if config.name == "1w" and options.fast_k > 0:
+            entry["fast"] = _fast_replies(self.phase, options)
+        if config.name == "1w" and options.long_chars:
+            entry["long_replies"] = _long_replies(self.phase, options)
 
 
 def _probe_k(tried: dict[int, dict[str, Any]], max_k: int) -> int | None:

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.run import Options, run_benchmark
+from bench.run import ConfigRun, Options, _turns, run_benchmark
+from bench.stack import configs
+from tests.servers import ROOT
 
 PHASE_FIELDS = [
     "ttft_added_ms",
@@ -92,3 +94,17 @@ def test_the_trips_of_a_message_run_the_statements_the_benchmark_counts() -> Non
     trips = json.loads(run.stdout)
     assert trips["statements"] == {"send": 11, "end": 3, "open": 6}
     assert all(ms > 0 for ms in trips["ms"].values())
+
+
+def test_a_tree_and_the_one_before_it_take_turns_going_first() -> None:
+    """At every other K the earlier tree's phase runs first: whichever of a pair runs
+    first tends to do worse, and always the same one first would tilt the comparison."""
+    runs = [ConfigRun(c, {}, Options()) for c in configs(["1w", "2w"], ("HEAD", ROOT))]
+
+    def order(i: int) -> list[str]:
+        return [r.config.name for r in _turns(runs, i)]
+
+    assert order(0) == ["1w", "1w-before", "2w"]
+    assert order(1) == ["1w-before", "1w", "2w"]
+    assert order(2) == order(0)
+    assert [r.config.name for r in _turns(runs[2:], 1)] == ["2w"]  # no pair: as given
