@@ -232,81 +232,70 @@ def _phases_with(result: dict[str, Any], key: str) -> list[tuple[str, dict[str, 
     ]
 
 
+def _phase_table(
+    result: dict[str, Any], key: str, title: str, columns: list[str], cells: Any, text_last: bool = False
+) -> list[str]:
+    """A table of each relay phase that recorded ``key``: its configuration, its K, then
+    ``cells`` of what it recorded (None as a dash); numbers aligned right, and the last
+    column left when it is text."""
+    rows = _phases_with(result, key)
+    if not rows:
+        return []
+    aligns = ["---:"] * len(columns)
+    if text_last:
+        aligns[-1] = "---"
+    lines = [
+        "",
+        title,
+        "",
+        "| config | K | " + " | ".join(columns) + " |",
+        "|---|---:|" + "|".join(aligns) + "|",
+    ]
+    for name, p in rows:
+        shown = ("–" if v is None else str(v) for v in cells(p[key]))
+        lines.append(f"| {name} | {p['k']} | " + " | ".join(shown) + " |")
+    return lines
+
+
 def _cores(result: dict[str, Any]) -> list[str]:
     """Where the machine's cores went in each phase: what limits a configuration when the
     workers are not all that runs, and what the hypervisor took."""
-    rows = _phases_with(result, "cores")
-    if not rows:
-        return []
-    lines = [
-        "",
+    return _phase_table(
+        result,
+        "cores",
         f"Where the {result['machine']['cores']} cores went, on average over each relay phase (cores busy):",
-        "",
-        "| config | K | whole machine | workers | simulator | clients | the rest (Redis, PostgreSQL, "
-        "the system) | taken by the hypervisor (steal) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, p in rows:
-        c = p["cores"]
-        cells = [c["busy"], c["workers"], c["simulator"], c["clients"], c["rest"], c["steal"]]
-        lines.append(f"| {name} | {p['k']} | " + " | ".join(str(v) for v in cells) + " |")
-    return lines
+        ["whole machine", "workers", "simulator", "clients", "the rest (Redis, PostgreSQL, the system)",
+         "taken by the hypervisor (steal)"],
+        lambda c: [c["busy"], c["workers"], c["simulator"], c["clients"], c["rest"], c["steal"]],
+    )  # fmt: skip
 
 
 def _database_threads(result: dict[str, Any]) -> list[str]:
     """Each worker's one database thread (``chat.database``): how busy it was, and what
     a trip, and a send's (which its reply's first token waits for), waited for it."""
-    rows = _phases_with(result, "database_thread")
-    if not rows:
-        return []
-    lines = [
-        "",
+    return _phase_table(
+        result,
+        "database_thread",
         "Each worker's database thread over each relay phase (from its `/metrics`; ms on average):",
-        "",
-        "| config | K | busy (share of the phase) | trips a reply | a trip waited | and held it "
-        "| a send's trip waited | and held it | held longest (s, all workers) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for name, p in rows:
-        d = p["database_thread"]
-        busiest = ", ".join(f"`{trip}` {held}" for trip, held, *_ in d["busiest"][:3])
-        cells = [
-            d["busy"],
-            d["trips_per_reply"],
-            d["wait_ms"],
-            d["held_ms"],
-            d["send_wait_ms"],
-            d["send_held_ms"],
-        ]
-        lines.append(
-            f"| {name} | {p['k']} | "
-            + " | ".join("–" if v is None else str(v) for v in cells)
-            + f" | {busiest} |"
-        )
-    return lines
+        ["busy (share of the phase)", "trips a reply", "a trip waited", "and held it", "a send's trip waited",
+         "and held it", "held longest (s, all workers)"],
+        lambda d: [d["busy"], d["trips_per_reply"], d["wait_ms"], d["held_ms"], d["send_wait_ms"],
+                   d["send_held_ms"], ", ".join(f"`{trip}` {held}" for trip, held, *_ in d["busiest"][:3])],
+        text_last=True,
+    )  # fmt: skip
 
 
 def _collector(result: dict[str, Any]) -> list[str]:
     """The garbage collector's pauses in each worker (``chat.metrics.CollectorPauses``):
     a pass stops the event loop, every reply's frames with it."""
-    rows = _phases_with(result, "collector")
-    if not rows:
-        return []
-    lines = [
-        "",
+    return _phase_table(
+        result,
+        "collector",
         "The garbage collector's pauses over each relay phase (from the workers' `/metrics`):",
-        "",
-        "| config | K | passes | paused (ms, all workers) | share of the phase | full passes "
-        "| their ms | the longest, at most (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, p in rows:
-        c = p["collector"]
-        cells = [c["passes"], c["paused_ms"], c["paused"], c["full"], c["full_ms"], c["full_longest_ms"]]
-        lines.append(
-            f"| {name} | {p['k']} | " + " | ".join("–" if v is None else str(v) for v in cells) + " |"
-        )
-    return lines
+        ["passes", "paused (ms, all workers)", "share of the phase", "full passes", "their ms",
+         "the longest, at most (ms)"],
+        lambda c: [c["passes"], c["paused_ms"], c["paused"], c["full"], c["full_ms"], c["full_longest_ms"]],
+    )  # fmt: skip
 
 
 def _label(entry: dict[str, Any], p: dict[str, Any]) -> str:
