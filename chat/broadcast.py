@@ -118,8 +118,14 @@ async def progress(conversation_id: int, reply_id: int, offset: int) -> None:
     await _to_conversation(conversation_id, {"type": PROGRESS, "id": reply_id, "offset": offset})
 
 
-async def sidebar_changed(user_id: int) -> None:
-    await get_channel_layer().group_send(user_group(user_id), {"type": SIDEBAR_CHANGED})
+async def sidebar_changed(user_id: int, retitled: tuple[int, str] | None = None) -> None:
+    """The person's sidebars are out of date. ``retitled``: only this conversation's
+    title changed, to this, and nothing moved: the pages draw that one link again,
+    without reading the sidebar."""
+    event: dict[str, Any] = {"type": SIDEBAR_CHANGED}
+    if retitled is not None:
+        event["retitled"] = list(retitled)
+    await get_channel_layer().group_send(user_group(user_id), event)
 
 
 async def sessions_changed(user_id: int, reason: str, session_key: str = "") -> None:

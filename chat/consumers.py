@@ -360,7 +360,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def sidebar_changed(self, event: dict[str, Any]) -> None:
         """Redraw the sidebar beside the socket's frames, so a Stop read after this waits
-        for no database trip; changes that come while one redraw waits share the next."""
+        for no database trip; changes that come while one redraw waits share the next. A
+        title that changed alone is drawn at once, unless a redraw is under way (it may
+        have read the old one, so it reads again)."""
+        if (retitled := event.get("retitled")) and (self.sidebar_task is None or self.sidebar_task.done()):
+            conversation_id, title = retitled
+            await self.send(rendering.retitled_html(conversation_id, title, self.conversation_id))
+            return
         self.sidebar_stale = True
         if self.sidebar_task is None or self.sidebar_task.done():
             self.sidebar_task = asyncio.create_task(self._redraw_sidebar())

@@ -112,15 +112,32 @@ class ConversationLinks:
         return f"{head}{int(pk)}{tail}"
 
 
-def conversation_link(item: Listed, current: Conversation | None, links: ConversationLinks) -> SafeString:
-    """One conversation in the sidebar: a link, marked when it is the page's own. Plain
+def conversation_link(
+    item: Listed, current: int | None, links: ConversationLinks, *, oob: bool = False
+) -> SafeString:
+    """One conversation in the sidebar: a link, marked when it is the page's own
+    (``current``, the page's conversation's pk). Plain
     strings, not format_html: drawn a hundred times a redraw; the URLs are made of ints
-    and the title is escaped as format_html escapes it."""
-    marked = ' aria-current="page"' if current is not None and item.pk == current.pk else ""
+    and the title is escaped as format_html escapes it. A conversation shows once in a
+    sidebar, so its item's id is its own (``retitled_html`` swaps it)."""
+    marked = ' aria-current="page"' if item.pk == current else ""
+    swap = ' hx-swap-oob="outerHTML"' if oob else ""
+    pk = int(item.pk)
     return mark_safe(
-        f'<li><a href="{links.url("chat:conversation", item.pk)}"{marked} '
-        f'data-move="{links.url("chat:move", item.pk)}">{escape(str(item))}</a></li>'
+        f'<li id="sidebar-conversation-{pk}"{swap}><a href="{links.url("chat:conversation", pk)}"{marked} '
+        f'data-move="{links.url("chat:move", pk)}">{escape(str(item))}</a></li>'
     )
+
+
+def retitled_html(conversation_id: int, title: str, current: int | None) -> str:
+    """A conversation's new title where a page shows it, when nothing else in its sidebar
+    changed: its link (where the sidebar lists it; htmx leaves a swap with no target
+    alone) and, on its own page (``current``), the heading."""
+    item = Listed(conversation_id, title, None)
+    html = conversation_link(item, current, ConversationLinks(), oob=True)
+    if conversation_id == current:
+        html += format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', item)
+    return html
 
 
 def announce_html(text: str) -> str:

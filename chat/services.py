@@ -62,7 +62,7 @@ BELOW_ANOTHER = f"SELECT 1 FROM {CONVERSATIONS} WHERE owner_id = %s AND updated_
 # Conditional: a title the model or the person wrote meanwhile stays.
 TOUCH = f"""
     UPDATE {CONVERSATIONS} SET updated_at = %s, title = CASE WHEN title = '' THEN %s ELSE title END
-    WHERE id = %s
+    WHERE id = %s RETURNING title
 """
 
 
@@ -173,14 +173,14 @@ def _add_reply(
         )
     )
     check_replies_running(conversation, besides=reply.pk)
-    # Whether the person's sidebar changes: a conversation without a title takes one from
-    # its first message, and one below another moves to the top of the list. (Inside the
-    # transaction that holds the person's row, so two sends cannot both miss a move.)
+    # Whether the person's sidebar changes: one below another moves to the top of the
+    # list, and a conversation without a title takes one from its first message (alone,
+    # its link is drawn again, not the sidebar). (Inside the transaction that holds the
+    # person's row, so two sends cannot both miss a move.)
     since = sql.timestamp(conversation.updated_at)
-    reply.moves_sidebar = not conversation.title or bool(
-        sql.row(BELOW_ANOTHER, [conversation.owner_id, since, conversation.pk])
-    )
-    sql.execute(TOUCH, [sql.timestamp(timezone.now()), title, conversation.pk])
+    reply.moves_sidebar = bool(sql.row(BELOW_ANOTHER, [conversation.owner_id, since, conversation.pk]))
+    touched = sql.row(TOUCH, [sql.timestamp(timezone.now()), title, conversation.pk])
+    reply.retitled = touched[0] if touched is not None and touched[0] != conversation.title else None
     return reply
 
 
@@ -315,6 +315,8 @@ async def _start(
         await broadcast.thread_changed(conversation_id)
     if started.reply.moves_sidebar:
         await broadcast.sidebar_changed(owner_id)
+    elif started.reply.retitled is not None:
+        await broadcast.sidebar_changed(owner_id, retitled=(conversation_id, started.reply.retitled))
     return started
 
 

@@ -122,7 +122,7 @@ async def name_conversation(reply_id: int) -> None:
         return bool(title) and do_set_title(conversation.pk, conversation.title, title)
 
     if await database_sync_to_async(record)():
-        await broadcast.sidebar_changed(conversation.owner_id)
+        await broadcast.sidebar_changed(conversation.owner_id, retitled=(conversation.pk, title))
 
 
 class TitleQueue:

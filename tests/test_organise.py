@@ -303,12 +303,14 @@ def test_moving_into_a_folder_that_is_not_there_is_not_found(signed_in, alice, t
 
 
 def link_as_a_template_draws_it(item: Conversation, current: Conversation) -> str:
-    """The link as the template include drew it before: ``{% url %}`` for each URL."""
+    """The link as the template include drew it before: ``{% url %}`` for each URL (and
+    the item's id, which ``rendering.retitled_html`` swaps)."""
     marked = ' aria-current="page"' if item.pk == current.pk else ""
     title = str(item).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
     title = title.replace("'", "&#x27;")
     return (
-        f'<li><a href="{reverse("chat:conversation", args=[item.pk])}"{marked} '
+        f'<li id="sidebar-conversation-{item.pk}">'
+        f'<a href="{reverse("chat:conversation", args=[item.pk])}"{marked} '
         f'data-move="{reverse("chat:move", args=[item.pk])}">{title}</a></li>'
     )
 

@@ -55,9 +55,9 @@ async def test_a_message_redraws_the_sidebar_only_when_it_changes_it(sim, monkey
     told: list[int] = []
     tell = broadcast.sidebar_changed
 
-    async def telling(user_id: int) -> None:
+    async def telling(user_id: int, retitled: tuple[int, str] | None = None) -> None:
         told.append(user_id)
-        await tell(user_id)
+        await tell(user_id, retitled)
 
     monkeypatch.setattr(broadcast, "sidebar_changed", telling)
     alice = await make_user("alice")
@@ -89,3 +89,34 @@ async def test_a_message_redraws_the_sidebar_only_when_it_changes_it(sim, monkey
     untitled = await make_conversation(alice)
     redrawn, before, after = await send(untitled, "Name me", "t4")
     assert redrawn and before != after
+
+
+async def test_a_new_title_alone_draws_its_link_again_and_reads_no_sidebar(sim) -> None:
+    """A first message in the chat at the top of the list names it, and the model's title
+    renames it: nothing moves, so each is sent as that chat's link and its page's heading
+    (swapped by id), not the whole sidebar, and no sidebar is read for it."""
+    from prometheus_client import REGISTRY
+
+    def sidebars_read() -> float:
+        labels = {"trip": "get_sidebar"}
+        return REGISTRY.get_sample_value("chat_database_trip_seconds_count", labels) or 0.0
+
+    alice = await make_user("alice")
+    await Conversation.objects.acreate(owner=alice, provider="demo", model="demo-1", title="Older")
+    untitled = await make_conversation(alice)  # the newest: at the top of the list
+    _, page = await connect(alice, untitled.pk)
+    read = sidebars_read()
+    message = 'Name me [sim text="Named by the model" tokens=3 tps=100]'
+    await page.send_to(json.dumps({"message": message, "client_id": "n1"}))
+
+    link = rf'<li id="sidebar-conversation-{untitled.pk}" hx-swap-oob="outerHTML">'
+    frames = await frames_until(page, link + r".*Name me")
+    heading = '<span id="conversation-title" hx-swap-oob="innerHTML">Name me'
+    assert heading in frames[-1] and f'href="/conversations/{untitled.pk}/" aria-current="page"' in frames[-1]
+    frames += await frames_until(page, link + r".*Named by the model")
+    assert '<span id="conversation-title" hx-swap-oob="innerHTML">Named by the model</span>' in frames[-1]
+    assert not [f for f in frames if 'id="conversation-list"' in f]
+    assert sidebars_read() == read
+    await page.disconnect()
+    await untitled.arefresh_from_db()
+    assert untitled.title == "Named by the model"

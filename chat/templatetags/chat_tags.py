@@ -25,7 +25,7 @@ def conversation_link(context: template.Context, item: Listed, current: Conversa
     links = context.render_context.get(ConversationLinks)
     if links is None:
         links = context.render_context[ConversationLinks] = ConversationLinks()
-    return _conversation_link(item, current, links)
+    return _conversation_link(item, None if current is None else current.pk, links)
 
 
 @register.simple_tag
