@@ -84,8 +84,9 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             if run.attempt(run.prepare, sim, Path(tmp) / config.name):
                 runs.append(run)
         # Every configuration at each K in turn. The trees of a before/after pair take turns
-        # going first: run after run, the first of a pair did worse more often than not
-        # (docs/benchmark.md), so one going first at every K would tilt the comparison.
+        # going first: which of a pair ran first swayed its numbers by more than some of
+        # the changes measured (docs/benchmark.md), so one tree first at every K would tilt
+        # the comparison.
         for i, k in enumerate(options.ks):
             for run in _turns(runs, i):
                 run.attempt(run.measure, k)

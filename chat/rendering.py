@@ -116,10 +116,10 @@ def conversation_link(
     item: Listed, current: int | None, links: ConversationLinks, *, oob: bool = False
 ) -> SafeString:
     """One conversation in the sidebar: a link, marked when it is the page's own
-    (``current``, the page's conversation's pk). Plain
-    strings, not format_html: drawn a hundred times a redraw; the URLs are made of ints
-    and the title is escaped as format_html escapes it. A conversation shows once in a
-    sidebar, so its item's id is its own (``retitled_html`` swaps it)."""
+    (``current``: the pk of the page's conversation). Plain strings, not format_html:
+    drawn a hundred times a redraw; the URLs are made of ints and the title is escaped as
+    format_html escapes it. A conversation shows once in a sidebar, so its item's id is
+    its own (``retitled_html`` swaps it)."""
     marked = ' aria-current="page"' if item.pk == current else ""
     swap = ' hx-swap-oob="outerHTML"' if oob else ""
     pk = int(item.pk)

@@ -99,8 +99,8 @@ def test_the_trips_of_a_message_run_the_statements_the_benchmark_counts() -> Non
 
 
 def test_a_tree_and_the_one_before_it_take_turns_going_first() -> None:
-    """At every other K the earlier tree's phase runs first: whichever of a pair runs
-    first tends to do worse, and always the same one first would tilt the comparison."""
+    """At every other K the earlier tree's phase runs first: which of a pair runs first
+    sways its numbers, and always the same one first would tilt the comparison."""
     runs = [ConfigRun(c, {}, Options()) for c in configs(["1w", "2w"], ("HEAD", ROOT))]
 
     def order(i: int) -> list[str]:
