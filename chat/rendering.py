@@ -86,7 +86,7 @@ def sidebar_html(sidebar: Sidebar, current: Conversation | None, *, error: str =
     context = {"sidebar": sidebar, "conversation": current, "error": error, "typed": typed, "oob": True}
     html = render_to_string("chat/_conversation_list.html", context)
     if current is not None:
-        html += format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', current)
+        html += heading_html(current)
         html += render_to_string(
             "chat/_organise_menu.html", {"sidebar": sidebar, "conversation": current, "oob": True}
         )
@@ -129,6 +129,11 @@ def conversation_link(
     )
 
 
+def heading_html(conversation: Conversation | Listed) -> str:
+    """A conversation's page heading, its title as the sidebar shows it."""
+    return format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', conversation)
+
+
 def retitled_html(conversation_id: int, title: str, current: int | None) -> str:
     """A conversation's new title where a page shows it, when nothing else in its sidebar
     changed: its link (where the sidebar lists it; htmx leaves a swap with no target
@@ -136,7 +141,7 @@ def retitled_html(conversation_id: int, title: str, current: int | None) -> str:
     item = Listed(conversation_id, title, None)
     html = conversation_link(item, current, ConversationLinks(), oob=True)
     if conversation_id == current:
-        html += format_html('<span id="conversation-title" hx-swap-oob="innerHTML">{}</span>', item)
+        html += heading_html(item)
     return html
 
 
