@@ -110,22 +110,27 @@ def collector_pauses(
     if not any(after) or wall <= 0:
         return None
 
-    def added(generation: str, key: str, bound: str = "") -> float:
+    def added(generation: str, key: str, bucket: str | None = None) -> float:
+        """What the phase added to a generation's ``key`` (or to one of its buckets)."""
+
         def value(scraped: dict[str, dict[str, Any]]) -> float:
             counts = scraped.get(generation, {})
-            return counts.get("buckets", {}).get(bound, 0.0) if bound else counts.get(key, 0.0)
+            return counts.get(key, 0.0) if bucket is None else counts.get("buckets", {}).get(bucket, 0.0)
 
         return sum(value(end) - value(start) for start, end in zip(before, after, strict=True))
 
     generations = ("0", "1", "2")
+    paused = sum(added(g, "sum") for g in generations)
     full = added("2", "count")
     # The first bucket (bounds ascending, "+Inf" last) that holds every full pass of the phase.
-    bounds = [b for b in after[0].get("2", {}).get("buckets", {}) if full and added("2", "", b) == full]
+    bounds = [
+        b for b in after[0].get("2", {}).get("buckets", {}) if full and added("2", "", bucket=b) == full
+    ]
     longest = None if not bounds else "> 1000" if bounds[0] == "+Inf" else round(1000 * float(bounds[0]), 1)
     return {
         "passes": int(sum(added(g, "count") for g in generations)),
-        "paused": round(sum(added(g, "sum") for g in generations) / (wall * len(after)), 4),
-        "paused_ms": round(1000 * sum(added(g, "sum") for g in generations), 1),
+        "paused": round(paused / (wall * len(after)), 4),
+        "paused_ms": round(1000 * paused, 1),
         "full": int(full),
         "full_ms": round(1000 * added("2", "sum"), 1),
         "full_longest_ms": longest,
