@@ -42,14 +42,14 @@ def test_a_worker_compiles_what_first_replies_need_and_freezes_its_startup_heap(
     script = (
         "import gc, json, os\n"
         "os.environ['DJANGO_SETTINGS_MODULE'] = 'chatsite.settings'\n"
-        "from chat import serve\n"
+        "from chat import metrics, serve\n"
         "serve.check()\n"
         "serve.prepare()\n"
         "from chat.markdown import _lexer\n"
         "from chat.rendering import WARM_LANGUAGES\n"
         "print(json.dumps({'frozen': gc.get_freeze_count(), 'walked': len(gc.get_objects()),\n"
         "    'lexers': _lexer.cache_info().currsize, 'languages': len(WARM_LANGUAGES),\n"
-        "    'timed': any(getattr(c, '__self__', None) is not None for c in gc.callbacks)}))\n"
+        "    'timed': metrics.COLLECTOR_PAUSES._callback in gc.callbacks}))\n"
     )
     env = {**os.environ, "DJANGO_SECRET_KEY": "test-secret-key-that-is-long-enough-for-django-checks"}
     result = subprocess.run(
