@@ -8,8 +8,8 @@ directory), in CPU milliseconds per trip (``time.process_time``, median of round
   conversation, the limits, the message and its pending reply, what it is generated from);
 - ``end``: a reply's final write and the message its final frame shows
   (``replies.do_finish_reply``);
-- ``open``: a socket's opening (its session and person, the conversation's owner, the
-  page's state, the session's expiry).
+- ``open``: a socket's opening (its session, person and expiry; the conversation's
+  owner; the page's state).
 
 It prints JSON; ``--statements`` also prints the SQL each trip runs. Run it on two trees
 (``git stash``, or a worktree) to compare them; only differences within one run count.
@@ -43,8 +43,8 @@ def measure(rounds: int, per_round: int, statements: bool) -> dict:
     call_command("migrate", verbosity=0)
     from importlib import import_module
 
-    from chat import access, consumers, replies, services
-    from chat.auth import user_of
+    from chat import consumers, replies, services
+    from chat.auth import visitor
     from chat.models import Conversation, Message
 
     user = get_user_model().objects.create_user("bench", password="x" * 12)
@@ -71,10 +71,9 @@ def measure(rounds: int, per_round: int, statements: bool) -> dict:
         )
 
     def open_socket(conversation: Conversation) -> None:
-        user_of(key)
+        visitor(key)
         consumers.owns(user.pk, conversation.pk)
         consumers.page_state(conversation.pk, None)
-        access.session_expiry(key)
 
     def new_conversation() -> Conversation:
         return Conversation.objects.create(owner=user, provider="demo", model="demo-1")

@@ -14,6 +14,7 @@ thread a worker has, five times the read's own cost (docs/benchmark.md).
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from importlib import import_module
 from types import SimpleNamespace
@@ -61,19 +62,26 @@ def session_key_of(scope: dict[str, Any]) -> str | None:
 
 def user_of(session_key: str | None) -> AbstractBaseUser | AnonymousUser:
     """The user a session belongs to, as Django's own request authentication finds it."""
+    return visitor(session_key)[0]
+
+
+def visitor(session_key: str | None) -> tuple[AbstractBaseUser | AnonymousUser, datetime | None]:
+    """``user_of``, and when the session expires, as stored (None: there is no session),
+    from the same read."""
     if not session_key:
-        return AnonymousUser()
+        return AnonymousUser(), None
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return get_user(SimpleNamespace(session=store))
+    return get_user(SimpleNamespace(session=store)), store.stored_expiry
 
 
 class SessionAuthMiddleware:
-    """Puts ``user`` and ``session_key`` into a websocket's scope."""
+    """Puts ``user``, ``session_key`` and ``session_expires`` into a websocket's scope."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         session_key = session_key_of(scope)
-        user = await database_sync_to_async(user_of)(session_key)
-        return await self.inner(dict(scope, user=user, session_key=session_key), receive, send)
+        user, expires = await database_sync_to_async(visitor)(session_key)
+        scope = dict(scope, user=user, session_key=session_key, session_expires=expires)
+        return await self.inner(scope, receive, send)

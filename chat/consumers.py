@@ -23,6 +23,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from chat import access, attachments, broadcast, metrics, rendering, replies, services, sidebar, sql
 from chat.database import database_sync_to_async
@@ -168,7 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         redraw, active, newest = await database_sync_to_async(page_state)(conversation_id, since)
         await self.follower.start(redraw=redraw, active=active, newest=newest)
         if self.session_key is not None:
-            self.expiry = asyncio.create_task(self._sign_out_at_expiry())
+            self.expiry = asyncio.create_task(self._sign_out_at_expiry(self.scope.get("session_expires")))
 
     async def unavailable(self, exc: Exception) -> None:
         """The channel layer failed: tell the page live updates wait, and close with 1013
@@ -335,11 +336,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(rendering.signed_out_html(reason, page))
         await self.close(code=access.SIGNED_OUT)
 
-    async def _sign_out_at_expiry(self) -> None:
-        while (left := await database_sync_to_async(access.session_expiry)(self.session_key)) is not None:
+    async def _sign_out_at_expiry(self, expires: datetime | None) -> None:
+        """Sign out when the session expires: first when it did as the socket opened
+        (``expires``, read with its person; None: read it now), then as stored."""
+        if expires is not None:
+            left: float | None = (expires - timezone.now()).total_seconds()
+        else:
+            left = await database_sync_to_async(access.session_expiry)(self.session_key)
+        while left is not None:
             await asyncio.sleep(max(left, 0) + 0.5)
             if not await database_sync_to_async(access.signed_in)(self.session_key, self.user_id):
                 break
+            left = await database_sync_to_async(access.session_expiry)(self.session_key)
         await self.sign_out(access.EXPIRED)
 
     # Group events

@@ -105,9 +105,10 @@ class MessageQuerySet(models.QuerySet["Message"]):
 
     def transition(self, pk: int, to: str, **fields: Any) -> bool:
         """Move one reply to ``to`` if its current status allows it; False if it did not."""
-        allowed_from = [s for s, targets in Message.TRANSITIONS.items() if to in targets]
         return bool(
-            self.filter(pk=pk, status__in=allowed_from).update(status=to, updated_at=timezone.now(), **fields)
+            self.filter(pk=pk, status__in=Message.statuses_before(to)).update(
+                status=to, updated_at=timezone.now(), **fields
+            )
         )
 
 
@@ -210,6 +211,11 @@ class Message(models.Model):
         if self.role != self.Role.ASSISTANT or self.status not in self.ENDINGS:
             return False
         return self.status == self.Status.COMPLETE or bool(self.content)
+
+    @staticmethod
+    def statuses_before(to: str) -> list[str]:
+        """The statuses a reply may move to ``to`` from."""
+        return [status for status, targets in Message.TRANSITIONS.items() if to in targets]
 
 
 def _attachment_path(attachment: Attachment, filename: str) -> str:

@@ -65,28 +65,30 @@ def do_save_progress_many(batch: list[tuple[int, str, str, int]]) -> dict[int, s
     return {reply_id: reasons.get(reply_id, "") for reply_id in refused}
 
 
-# Read with every reply's end (``chat.sql``).
-ONE_MESSAGE = f"SELECT * FROM {Message._meta.db_table} WHERE id = %s"
-
-
 def do_finish_reply(reply_id: int, status: str, **fields: Any) -> Message | None:
     """The final state, and the message as its final frame shows it; None when the reply
-    had ended already (or was deleted)."""
-    if not Message.objects.transition(reply_id, status, heartbeat_at=None, **fields):
-        return None
-    message = sql.instance(Message, ONE_MESSAGE, [reply_id])
+    had ended already (or was deleted).
+
+    ``Message.objects.transition`` written out, with the row it leaves read back in the
+    same statement (``chat.sql``): it runs with every reply's end."""
+    ended = f"id = %s AND status IN ({sql.literals(Message.statuses_before(status))})"
+    values = {"status": status, "updated_at": timezone.now(), "heartbeat_at": None, **fields}
+    message = sql.update(Message, values, ended, [reply_id])
     if message is None:
         return None
     # Feedback is given on a reply that has ended: this one, only now.
     return branches.annotate([message], branches.shape_of(message.conversation_id), rated=False)[0]
 
 
+# Written with every Stop (``chat.sql``).
+REQUEST_STOP = f"""
+    UPDATE {Message._meta.db_table} SET stop_requested_at = %s, stop_reason = %s
+    WHERE id = %s AND status IN ({sql.literals(Message.ACTIVE)}) AND stop_requested_at IS NULL
+"""
+
+
 def do_request_stop(reply_id: int, reason: str = "") -> bool:
-    return bool(
-        Message.objects.active()
-        .filter(pk=reply_id, stop_requested_at__isnull=True)
-        .update(stop_requested_at=timezone.now(), stop_reason=reason[:200])
-    )
+    return bool(sql.execute(REQUEST_STOP, [sql.timestamp(timezone.now()), reason[:200], reply_id]))
 
 
 def do_interrupt_stale_replies() -> list[Message]:

@@ -25,6 +25,9 @@ SESSION = f"SELECT * FROM {UserSession._meta.db_table} WHERE session_key = %s AN
 
 
 class SessionStore(DatabaseSessionStore):
+    # When the session read last expires, as stored (None: no session was read).
+    stored_expiry = None
+
     @classmethod
     def get_model_class(cls) -> type:
         return UserSession
@@ -35,6 +38,7 @@ class SessionStore(DatabaseSessionStore):
         session = sql.instance(UserSession, SESSION, [self.session_key, now])
         if session is None:
             self._session_key = None
+        self.stored_expiry = None if session is None else session.expire_date
         return session
 
     def decode(self, session_data: str) -> dict[str, Any]:

@@ -4,10 +4,10 @@ The ORM builds a statement afresh each time it runs: on the benchmark's machine 
 0.8 ms of Python for a one-row read against 0.07 ms to run it through the driver, and
 a message's trips ran a dozen of them, on the one database thread a worker has
 (``docs/benchmark.md``, "The database off the hot path"). So the statements a send, a
-reply's end, a socket's opening and the sidebar run are written out once, as constants
-beside the code that runs them, in SQL that SQLite and PostgreSQL both take, through the
-helpers here; model rows are read with ``instances``, which converts each column as
-``Manager.raw`` and the ORM do. Everything else uses the ORM, and
+reply's end and its Stop, a socket's opening and the sidebar run are written out once,
+as constants beside the code that runs them, in SQL that SQLite and PostgreSQL both
+take, through the helpers here; model rows are read with ``instances``, which converts
+each column as ``Manager.raw`` and the ORM do. Everything else uses the ORM, and
 ``tests/test_statements.py`` compares each written-out statement with the ORM query it
 replaced.
 
@@ -123,6 +123,27 @@ def execute(sql: str, params: Sequence[Any] = ()) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+def update(model: type[M], values: dict[str, Any], where: str, params: Sequence[Any]) -> M | None:
+    """``model.objects.filter(...).update(**values)`` of at most one row, ``where`` being
+    the filter written out, and the row as it is after (None: no row matched), in one
+    statement: ``RETURNING``, which SQLite (3.35 and later) and PostgreSQL both have. Each
+    value is prepared as the ORM's update prepares it; like it, this sends no signals and
+    sets no ``auto_now`` field by itself."""
+    fields, statement = _update_statement(model, tuple(values), where)
+    database = connections[connection.alias]
+    prepared = [field.get_db_prep_save(values[field.name], database) for field in fields]
+    return instance(model, statement, [*prepared, *params])
+
+
+@lru_cache(maxsize=64)
+def _update_statement(model: type[Model], names: tuple[str, ...], where: str) -> tuple[list[Field], str]:
+    meta = model._meta
+    fields = [meta.get_field(name) for name in names]
+    quote = connection.ops.quote_name
+    columns = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    return fields, f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {where} RETURNING *"
 
 
 def timestamp(value: datetime) -> Any:

@@ -179,6 +179,37 @@ async def test_a_page_is_signed_out_when_its_session_expires(
     assert access.EXPIRED in sent[-1]
 
 
+async def test_a_page_opens_in_three_trips_its_sessions_expiry_read_with_its_person(
+    alice: User, conversation: Conversation
+) -> None:
+    """The session, its person and when it expires in one trip to the database thread;
+    then whose the conversation is, and what the page lacks."""
+    from chat.database import database_sync_to_async
+    from tests.test_database_thread import seconds
+
+    names = ["visitor", "owns", "page_state", "user_of", "session_expiry"]
+
+    def trips() -> dict[str, float]:
+        return {name: seconds("chat_database_trip_seconds", name, "count") for name in names}
+
+    key = await sync_to_async(sign_in)(alice)
+    before = trips()
+    page = await open_page(key, conversation)
+    # Answered once the opening is over; a trip after it runs behind any trip it queued.
+    await page.send_to(json.dumps({"action": "dance"}))
+    assert "Unknown action" in await page.receive_from(10)
+    await database_sync_to_async(lambda: None)()
+
+    assert {name: count - before[name] for name, count in trips().items()} == {
+        "visitor": 1,
+        "owns": 1,
+        "page_state": 1,
+        "user_of": 0,
+        "session_expiry": 0,
+    }
+    await page.disconnect()
+
+
 async def test_a_frame_after_the_session_ended_starts_nothing_even_if_the_news_was_lost(
     alice: User, conversation: Conversation, sim: SimulatorProcess
 ) -> None:

@@ -94,7 +94,7 @@ def test_the_trips_of_a_message_run_the_statements_the_benchmark_counts() -> Non
     )
     assert run.returncode == 0, run.stderr[-3000:]
     trips = json.loads(run.stdout)
-    assert trips["statements"] == {"send": 12, "end": 3, "open": 6}
+    assert trips["statements"] == {"send": 12, "end": 2, "open": 5}
     assert all(ms > 0 for ms in trips["ms"].values())
 
 

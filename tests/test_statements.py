@@ -230,6 +230,42 @@ def test_a_reply_ends_with_its_row_as_stored_and_its_versions(people) -> None:
     assert replies.do_finish_reply(reply.pk, Message.Status.ERROR) is None  # ended already
 
 
+def test_an_update_writes_what_the_orms_update_writes_and_reads_the_row_it_leaves(people) -> None:
+    alice, _ = people
+    here = conversation(alice)
+    by_orm, written = (message(here, "assistant", status=Message.Status.STREAMING) for _ in range(2))
+    values = {
+        "status": Message.Status.COMPLETE,
+        "content": "Done.",
+        "cost": Decimal("0.000123"),
+        "parameters": {"temperature": 0.5},
+        "tokens_estimated": True,
+        "heartbeat_at": None,
+        "updated_at": timezone.now(),
+    }
+    Message.objects.filter(pk=by_orm.pk).update(**values)
+    left = sql.update(Message, values, "id = %s", [written.pk])
+    stored, expected = Message.objects.get(pk=written.pk), Message.objects.get(pk=by_orm.pk)
+    for name in values:
+        assert getattr(stored, name) == getattr(expected, name), name
+    for field in Message._meta.concrete_fields:
+        assert getattr(left, field.attname) == getattr(stored, field.attname), field.name
+    assert sql.update(Message, values, "id = %s", [0]) is None
+
+
+def test_a_stop_is_asked_once_and_only_of_a_reply_still_running(people) -> None:
+    alice, _ = people
+    here = conversation(alice)
+    running = message(here, "assistant", status=Message.Status.STREAMING)
+    ended = message(here, "assistant", status=Message.Status.COMPLETE)
+    assert replies.do_request_stop(running.pk, "Why " * 100)
+    assert not replies.do_request_stop(running.pk, "again")
+    assert not replies.do_request_stop(ended.pk)
+    stopped = Message.objects.get(pk=running.pk)
+    assert stopped.stop_requested_at is not None and stopped.stop_reason == ("Why " * 100)[:200]
+    assert Message.objects.get(pk=ended.pk).stop_requested_at is None
+
+
 def test_a_socket_opening_reads_what_the_orm_would(people) -> None:
     alice, bob = people
     here = conversation(alice)
