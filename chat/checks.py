@@ -106,7 +106,8 @@ def check_replies_running(conversation: Conversation, besides: int) -> None:
             f"You already have {limit} {replies} being written, the most allowed at once. "
             "Wait for one to finish, or stop one, then try again."
         )
-    if any(pk != besides and here == conversation.pk for pk, here in running):
+    conversation_id = conversation.pk
+    if any(pk != besides and here == conversation_id for pk, here in running):
         raise ChatError(BUSY)
 
 
