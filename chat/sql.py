@@ -133,7 +133,9 @@ def update(model: type[M], values: dict[str, Any], where: str, params: Sequence[
     sets no ``auto_now`` field by itself."""
     fields, statement = _update_statement(model, tuple(values), where)
     database = connections[connection.alias]
-    prepared = [field.get_db_prep_save(values[field.name], database) for field in fields]
+    prepared = [
+        field.get_db_prep_save(value, database) for field, value in zip(fields, values.values(), strict=True)
+    ]
     return instance(model, statement, [*prepared, *params])
 
 
