@@ -57,6 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         "as 1w-before, for a before/after table in the same run",
     )
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=defaults.pairs,
+        help="with --before: how many times the before/after pair runs at each of --pair-ks, "
+        "each tree first in turn; the before → after table gives the medians",
+    )
+    parser.add_argument(
+        "--pair-ks", type=_ints, default=defaults.pair_ks, help="the K at which the pair runs --pairs times"
+    )
+    parser.add_argument(
         "--min-replies", type=int, default=defaults.min_replies, help="rounds at small K reach this"
     )
     parser.add_argument(
@@ -90,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     options = Options(
         ks=args.ks, configs=[c.strip() for c in args.configs.split(",") if c.strip()], tokens=args.tokens,
         tps=args.tps, style="" if args.style == "markdown" else args.style, long_chars=args.long,
-        fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before,
+        fast_k=args.fast_k, fast_tps=args.fast_tps, before=args.before, pairs=args.pairs,
+        pair_ks=args.pair_ks,
         min_replies=args.min_replies, stop_every=args.stop_every, history=args.history,
         profile_k=args.profile_k, profile_rate=args.profile_rate, probe=not args.no_probe, out=args.out,
         plot=not args.no_plot, publish=args.publish,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -306,35 +307,48 @@ def _label(entry: dict[str, Any], p: dict[str, Any]) -> str:
 
 
 def _before_after(result: dict[str, Any]) -> list[str]:
-    """For each K both "1w-before" and "1w" ran: the earlier tree's number → this one's."""
+    """For each K both "1w-before" and "1w" ran: the earlier tree's number → this one's;
+    the medians where the pair ran more than once (``Options.pairs``)."""
     before, after = _entry(result, "1w-before"), _entry(result, "1w")
     if before is None or after is None:
         return []
-    now = {p["k"]: p for p in after["phases"]}
-    pairs = [(p, now[p["k"]]) for p in sorted(before["phases"], key=lambda p: p["k"]) if p["k"] in now]
-    if not pairs:
+    ks = sorted({p["k"] for p in before["phases"]} & {p["k"] for p in after["phases"]})
+    if not ks:
         return []
 
     columns = [
-        ("TTFT added p50", lambda p: _num(p["ttft_added_ms"]["p50"])),
-        ("per-token p99 over floor", lambda p: _plus(p["token_latency_p99_over_floor_ms"])),
-        ("Stop p99", lambda p: _num(p["stop_latency_ms"]["p99"])),
-        ("CPU s/1k tok", lambda p: str(p["cpu_seconds_per_1k_tokens"])),
-        ("bytes/char", lambda p: str(p["bytes_per_char"])),
+        ("TTFT added p50", lambda p: p["ttft_added_ms"]["p50"], _num),
+        ("per-token p99 over floor", lambda p: p["token_latency_p99_over_floor_ms"], _plus),
+        ("Stop p99", lambda p: p["stop_latency_ms"]["p99"], _num),
+        ("CPU s/1k tok", lambda p: p["cpu_seconds_per_1k_tokens"], lambda v: f"{v:.3g}"),
+        ("bytes/char", lambda p: p["bytes_per_char"], lambda v: f"{v:.4g}"),
     ]
+
+    def cell(phases: list[dict[str, Any]], value: Any, shown: Any) -> str:
+        values = [v for p in phases if (v := value(p)) is not None]
+        return shown(statistics.median(values)) if values else "–"
+
     ref = before.get("ref") or before["label"].rpartition(" at ")[2]
+    runs = {k: (_at(before, k), _at(after, k)) for k in ks}
+    repeated = any(min(len(old), len(new)) > 1 for old, new in runs.values())
+    medians = "; where the pair ran more than once, the medians (each tree first in turn)" if repeated else ""
     lines = [
         "",
-        f"Before → after: `1w-before` (the tree at `{ref}`) → `1w` (this tree), in the same run; "
+        f"Before → after: `1w-before` (the tree at `{ref}`) → `1w` (this tree), in the same run{medians}; "
         "times in ms.",
         "",
-        "| K | " + " | ".join(name for name, _ in columns) + " |",
-        "|---:|" + "---|" * len(columns),
+        "| K | pairs | " + " | ".join(name for name, _, _ in columns) + " |",
+        "|---:|---:|" + "---|" * len(columns),
     ]
-    for old, new in pairs:
-        cells = [f"{cell(old)} → {cell(new)}" for _, cell in columns]
-        lines.append(f"| {new['k']} | " + " | ".join(cells) + " |")
+    for k, (old, new) in runs.items():
+        cells = [f"{cell(old, value, shown)} → {cell(new, value, shown)}" for _, value, shown in columns]
+        lines.append(f"| {k} | {min(len(old), len(new))} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _at(entry: dict[str, Any], k: int) -> list[dict[str, Any]]:
+    """A configuration's phases at ``k``: the one of the K list and its repeats."""
+    return [p for p in [*entry["phases"], *entry.get("repeats", [])] if p["k"] == k]
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

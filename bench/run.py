@@ -34,6 +34,11 @@ class Options:
     fast_k: int = 20  # replies of a fast model side by side, on one worker (0: no such phase)
     fast_tps: float = 200.0
     before: str = ""  # a git ref: also run "1w" from a worktree of it, as "1w-before"
+    # At these K the before/after pair runs this many times in all, the trees taking turns
+    # going first, and the before → after table gives the medians: one pair is noisier
+    # than many of the changes it measures (docs/benchmark.md).
+    pair_ks: list[int] = field(default_factory=lambda: [100, 200])
+    pairs: int = 3
     min_replies: int = 10
     ramp: float = 1.0
     stop_every: int = 4
@@ -87,15 +92,27 @@ def run_benchmark(options: Options) -> dict[str, Any]:
         # going first: which of a pair ran first swayed its numbers by more than some of
         # the changes measured (docs/benchmark.md), so one tree first at every K would tilt
         # the comparison.
-        for i, k in enumerate(options.ks):
-            for run in _turns(runs, i):
-                run.attempt(run.measure, k)
+        for run, k, again in _order(runs, options):
+            run.attempt(run.measure, k, again)
         for run in runs:
             run.attempt(run.finish)
     result["duration_s"] = round(time.time() - started, 1)
     result["targets"] = report.targets(result)
     report.write(result, options.out, with_plot=options.plot, publish=options.publish)
     return result
+
+
+def _order(runs: list[ConfigRun], options: Options) -> list[tuple[ConfigRun, int, bool]]:
+    """Each phase to run, in order: every configuration at each K in turn; at each K of
+    ``pair_ks`` then the before/after pair again, ``pairs`` times in all, each tree first
+    in turn (a repeat is marked True)."""
+    paired = [r for r in runs if r.config.name in ("1w", "1w-before")]
+    steps = []
+    for i, k in enumerate(options.ks):
+        steps += [(run, k, False) for run in _turns(runs, i)]
+        for again in range(1, options.pairs if len(paired) == 2 and k in options.pair_ks else 1):
+            steps += [(run, k, True) for run in _turns(paired, i + again)]
+    return steps
 
 
 def _turns(runs: list[ConfigRun], i: int) -> list[ConfigRun]:
@@ -145,14 +162,16 @@ class ConfigRun:
             history=options.history,
         )
 
-    def measure(self, k: int) -> dict[str, Any]:
+    def measure(self, k: int, again: bool = False) -> dict[str, Any]:
+        """A phase at ``k``; ``again``: a repeat of a before/after pair's phase, kept apart
+        (``repeats``) for the medians of the before → after table."""
         config, options, phase = self.config, self.options, self.phase
         rounds = -(-options.min_replies // k)
         ramp = options.ramp if k > 1 else 0.0  # K sends spread over a second: K new replies a second
         specs = schedule(
             k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k, options.style
         )
-        profiling = config.name in ("1w", "2w") and k == options.profile_k
+        profiling = config.name in ("1w", "2w") and k == options.profile_k and not again
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
         options.log(
             f"[{config.name}] K={k}: {len(specs)} replies, {options.tokens} tokens each at {options.tps:g}/s"
@@ -162,6 +181,9 @@ class ConfigRun:
             phase_result["profile"] = report.profile_summary(phase.profile_to)
         phase_result["holds"] = holds(phase_result)
         options.log("   " + report.one_line(phase_result))
+        if again:
+            self.entry.setdefault("repeats", []).append(phase_result)
+            return phase_result
         self.tried[k] = phase_result
         self.entry["phases"].append(phase_result)
         return phase_result

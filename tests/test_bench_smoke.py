@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.run import ConfigRun, Options, _turns, run_benchmark
+from bench.report import _before_after
+from bench.run import ConfigRun, Options, _order, _turns, run_benchmark
 from bench.stack import configs
 from tests.servers import ROOT
 
@@ -110,3 +111,38 @@ def test_a_tree_and_the_one_before_it_take_turns_going_first() -> None:
     assert order(1) == ["1w-before", "1w", "2w"]
     assert order(2) == order(0)
     assert [r.config.name for r in _turns(runs[2:], 1)] == ["2w"]  # no pair: as given
+
+
+def test_the_pair_runs_again_at_the_noisy_ks_each_tree_first_in_turn() -> None:
+    runs = [ConfigRun(c, {}, Options()) for c in configs(["1w", "2w"], ("HEAD", ROOT))]
+    steps = _order(runs, Options(ks=[50, 200], pair_ks=[200], pairs=3))
+    assert [(r.config.name, k, again) for r, k, again in steps] == [
+        ("1w", 50, False), ("1w-before", 50, False), ("2w", 50, False),
+        ("1w-before", 200, False), ("1w", 200, False), ("2w", 200, False),
+        ("1w", 200, True), ("1w-before", 200, True),
+        ("1w-before", 200, True), ("1w", 200, True),
+    ]  # fmt: skip
+    # Without the earlier tree there is no pair to repeat.
+    assert len(_order(runs[:1] + runs[2:], Options(ks=[200], pair_ks=[200], pairs=3))) == 2
+
+
+def test_the_before_after_table_gives_the_medians_of_the_pairs() -> None:
+    def phase(k: int, ttft: float, cpu: float) -> dict:
+        return {
+            "k": k, "ttft_added_ms": {"p50": ttft}, "token_latency_p99_over_floor_ms": 50.0,
+            "stop_latency_ms": {"p99": None}, "cpu_seconds_per_1k_tokens": cpu, "bytes_per_char": 1.0,
+        }  # fmt: skip
+
+    result = {
+        "configs": [
+            {"name": "1w", "phases": [phase(50, 9, 0.2), phase(200, 300, 0.19)],
+             "repeats": [phase(200, 100, 0.18), phase(200, 120, 0.17)]},
+            {"name": "1w-before", "label": "1 worker at abc1234", "ref": "abc1234",
+             "phases": [phase(50, 8, 0.2), phase(200, 90, 0.2)],
+             "repeats": [phase(200, 400, 0.21), phase(200, 250, 0.22)]},
+        ]
+    }  # fmt: skip
+    table = "\n".join(_before_after(result))
+    assert "the medians" in table
+    assert "| 50 | 1 | 8.0 → 9.0 | +50 → +50 | – → – | 0.2 → 0.2 | 1 → 1 |" in table
+    assert "| 200 | 3 | 250 → 120 | +50 → +50 | – → – | 0.21 → 0.18 | 1 → 1 |" in table
