@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# More than one needs Redis (REDIS_URL), which the workers share: README, "Scale-out".
+WORKERS ?= 1
 DEMO_PORT ?= 8001
 export DEMO_PORT
 
@@ -27,7 +29,7 @@ run: $(VENV)/.runtime
 	$(PY) manage.py ensure_login
 	@$(PY) -m chat.simulator --port $(DEMO_PORT) & sim=$$!; trap 'kill $$sim' EXIT INT TERM; \
 	echo "Open http://$(HOST):$(PORT)/"; \
-	$(PY) -m chat.serve -b $(HOST) -p $(PORT) chatsite.asgi:application
+	$(PY) -m chat.serve --workers $(WORKERS) -b $(HOST) -p $(PORT) chatsite.asgi:application
 
 # The browser tests drive Debian's Chromium; install it where it is missing.
 chromium:

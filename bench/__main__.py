@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
         "--ks", type=_ints, default=defaults.ks, help="concurrent clients per phase, e.g. 1,50,200,500"
     )
     parser.add_argument(
-        "--configs", default="1w,2w", help="1w (in-memory, SQLite) and/or 2w (Redis, PostgreSQL)"
+        "--configs",
+        default="1w,2w,2w-shared",
+        help="1w (in-memory, SQLite), 2w (Redis, PostgreSQL) and/or 2w-shared (two workers on one port, "
+        "Redis, SQLite)",
     )
     parser.add_argument("--tokens", type=int, default=defaults.tokens, help="tokens per reply")
     parser.add_argument("--tps", type=float, default=defaults.tps, help="the simulator's tokens per second")
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile-k",
         type=int,
         default=defaults.profile_k,
-        help="py-spy the (first) worker of 1w and 2w at this K (0: off)",
+        help="py-spy the (first) worker of 1w, 2w and 2w-shared at this K (0: off)",
     )
     parser.add_argument(
         "--profile-rate", type=int, default=defaults.profile_rate, help="py-spy samples a second"

@@ -32,7 +32,7 @@ from bench.metrics import (
     phase_result,
     relay_tally,
 )
-from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, machine_cpu, stop_workers
+from bench.stack import Config, Simulator, Worker, cpu_seconds, dbprep, log_errors, machine_cpu, stop_workers
 from tests.servers import PASSWORD
 
 
@@ -208,7 +208,7 @@ def run_phase(phase: Phase, label: str, k: int, specs: list[Spec]) -> dict[str, 
         relay_records = sim.all_requests()
     finally:
         stop_workers(workers)
-    costs.worker_errors = sum(w.errors() for w in workers)
+    costs.worker_errors = log_errors(workers)
     reply_ids = [int(m) for r in relay_runs for m in _reply_ids(r)]
     db = dbprep(config.env, "report", stdin=reply_ids, root=config.root)
     relay, extra = relay_tally(relay_runs, relay_records, db, phase.tps)
@@ -261,7 +261,7 @@ def _start_profiler(worker: Worker, output: Path | None, rate: int) -> subproces
     output.parent.mkdir(parents=True, exist_ok=True)
     beside = Path(sys.executable).parent / "py-spy"
     py_spy = str(beside) if beside.exists() else shutil.which("py-spy") or "py-spy"
-    command = [py_spy, "record", "--pid", str(worker.process.pid), "--rate", str(rate), "--nonblocking",
+    command = [py_spy, "record", "--pid", str(worker.pid), "--rate", str(rate), "--nonblocking",
                "--gil", "--format", "raw", "--output", str(output)]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -362,7 +362,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         return [None if p[key][q] is None else max(0.1, p[key][q]) for p in phases]
 
     fig, (tokens, events) = plt.subplots(1, 2, figsize=(13, 5))
-    colors = {"1w": "tab:blue", "2w": "tab:orange", "1w-before": "tab:purple"}
+    colors = {"1w": "tab:blue", "2w": "tab:orange", "2w-shared": "tab:green", "1w-before": "tab:purple"}
     for entry in result["configs"]:
         phases = sorted(entry["phases"], key=lambda p: p["k"])
         if not phases:

@@ -16,7 +16,7 @@ from bench import report
 from bench.analysis import token_ends
 from bench.metrics import holds
 from bench.phase import Phase, Spec, prompt, run_phase, schedule
-from bench.stack import Config, configs, scaleout_available, start_simulator, worktree
+from bench.stack import Config, configs, services_missing, start_simulator, worktree
 from tests.servers import PASSWORD, ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -25,7 +25,7 @@ RESULTS = ROOT / "bench" / "results"
 @dataclass
 class Options:
     ks: list[int] = field(default_factory=lambda: [1, 50, 100, 200, 500])
-    configs: list[str] = field(default_factory=lambda: ["1w", "2w"])
+    configs: list[str] = field(default_factory=lambda: ["1w", "2w", "2w-shared"])
     tokens: int = 150
     tps: float = 50.0
     # The replies' text: "" (the demo's markdown) or "plain" (prose, no markup to hold back).
@@ -81,7 +81,7 @@ def run_benchmark(options: Options) -> dict[str, Any]:
             if config.root != ROOT:
                 entry["ref"], entry["commit"] = options.before, commit
             result["configs"].append(entry)
-            if config.scaleout and (why := scaleout_available()):
+            if why := services_missing(config):
                 entry["skipped"] = why
                 options.log(f"[{config.name}] skipped: {why}")
                 continue
@@ -171,7 +171,7 @@ class ConfigRun:
         specs = schedule(
             k, rounds, options.tokens, options.tps, ramp, options.stop_every, options.seed + k, options.style
         )
-        profiling = config.name in ("1w", "2w") and k == options.profile_k and not again
+        profiling = config.name in ("1w", "2w", "2w-shared") and k == options.profile_k and not again
         phase.profile_to = options.out / f"profile-{config.name}-k{k}.txt" if profiling else None
         options.log(
             f"[{config.name}] K={k}: {len(specs)} replies, {options.tokens} tokens each at {options.tps:g}/s"

@@ -1,8 +1,10 @@
 """What the benchmark runs against: the simulator, daphne workers, their databases.
 
-Two configurations: one daphne worker on the in-memory channel layer and SQLite, and
-two workers on Redis and PostgreSQL; with ``--before REF`` a third, the first one run
-from a git worktree of an earlier commit. Workers are started fresh for every phase so
+Three configurations: one daphne worker on the in-memory channel layer and SQLite; two
+workers on Redis and PostgreSQL, each on a port of its own; and two workers sharing one
+port (``chat.serve --workers 2``, as ``make run WORKERS=2`` serves) on Redis and SQLite.
+With ``--before REF`` a fourth, the first one run from a git worktree of an earlier
+commit. Workers are started fresh for every phase so
 each phase's CPU and memory are its own; the database (users, sessions) lives for the
 whole configuration. Process CPU and memory come from /proc.
 """
@@ -15,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -74,16 +77,24 @@ class Worker:
     port: int
     process: subprocess.Popen
     log: Path
+    # One of the workers of a ``chat.serve --workers`` (``process``, which only watches
+    # them): its own pid. They share ``port``, so its ``/metrics`` are read until it is
+    # the one that answers.
+    own_pid: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        return self.own_pid or self.process.pid
+
     def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
+        return cpu_seconds(self.pid)
 
     def rss(self) -> int:
-        return rss_bytes(self.process.pid)
+        return rss_bytes(self.pid)
 
     def scrape(self) -> dict[str, Any]:
         """What the benchmark reads of the worker's ``/metrics`` so far (an earlier tree
@@ -93,14 +104,15 @@ class Worker:
         database thread and held on it, and how many. ``pauses``: by generation, the
         garbage collector's passes (``chat.metrics.CollectorPauses``): how many, their
         seconds, and the cumulative count under each bucket's bound."""
-        request = urllib.request.Request(
-            f"{self.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                text = response.read().decode()
-        except urllib.error.HTTPError:  # a tree from before /metrics
-            return {}
+        for _ in range(200):
+            try:
+                pid, text = read_metrics(self.url)
+            except urllib.error.HTTPError:  # a tree from before /metrics
+                return {}
+            if self.own_pid in (None, pid):
+                break
+        else:
+            raise RuntimeError(f"worker {self.own_pid} never answered on port {self.port}")
         trips: dict[str, dict[str, float]] = {}
         pauses: dict[str, dict[str, Any]] = {}
         for family in text_string_to_metric_families(text):
@@ -125,10 +137,22 @@ class Worker:
                 trips.setdefault(sample.labels["trip"], {})[kind] = sample.value
         return {"trips": trips, "pauses": pauses}
 
-    def errors(self) -> int:
-        """Tracebacks and ERROR lines in this worker's log."""
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return sum(1 for line in text.splitlines() if "Traceback" in line or " ERROR " in line)
+
+def read_metrics(url: str) -> tuple[int | None, str]:
+    """A worker's ``/metrics``, on a connection of its own, and which worker answered."""
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        pid = response.headers.get("X-Chat-Worker")
+        return (int(pid) if pid else None), response.read().decode()
+
+
+def log_errors(workers: list[Worker]) -> int:
+    """Tracebacks and ERROR lines in the workers' logs (one log for a ``--workers``'s)."""
+    count = 0
+    for log in dict.fromkeys(worker.log for worker in workers):
+        text = log.read_text(errors="replace") if log.exists() else ""
+        count += sum(1 for line in text.splitlines() if "Traceback" in line or " ERROR " in line)
+    return count
 
 
 @dataclass
@@ -140,6 +164,8 @@ class Config:
     label: str
     workers: int
     scaleout: bool
+    # The workers of one ``chat.serve --workers`` on one port, on Redis and SQLite.
+    one_port: bool = False
     root: Path = ROOT
     env: dict[str, str] = field(default_factory=dict)
     database: str = ""
@@ -163,6 +189,9 @@ class Config:
                 "REDIS_URL": REDIS_URL,
                 "CHANNEL_PREFIX": self.database,  # its keys, removed after the run
             }
+        elif self.one_port:
+            self.database = f"bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"  # its keys' prefix
+            overrides |= {"REDIS_URL": REDIS_URL, "CHANNEL_PREFIX": self.database}
         self.env = app_env(var_dir, simulator_url, **overrides)
         manage(self.root, self.env, "migrate", "--noinput", "-v0")
         dbprep(self.env, "setup", "--users", str(users), "--password", password, root=self.root)
@@ -170,6 +199,7 @@ class Config:
     def cleanup(self) -> None:
         if self.scaleout and self.database:
             _postgres_admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if (self.scaleout or self.one_port) and self.database:
             import redis
 
             client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
@@ -178,6 +208,8 @@ class Config:
 
     def start_workers(self, log_dir: Path, label: str) -> list[Worker]:
         log_dir.mkdir(parents=True, exist_ok=True)
+        if self.one_port:
+            return self._start_on_one_port(log_dir / f"{label}-workers.log")
         workers = []
         for i in range(self.workers):
             port = free_port()
@@ -195,6 +227,25 @@ class Config:
             wait_for_port(worker.port, worker.process)
         return workers
 
+    def _start_on_one_port(self, log: Path) -> list[Worker]:
+        port = free_port()
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [*self.serve, "--workers", str(self.workers), "-b", "127.0.0.1", "-p", str(port),
+                 "chatsite.asgi:application"],
+                cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for_port(port, process)
+        # Serving once each worker has answered: the socket takes connections as soon as
+        # the supervisor opens it, before its workers have started.
+        url, answered = f"http://127.0.0.1:{port}", set()
+        deadline = time.monotonic() + 60
+        while len(answered) < self.workers:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chat.serve --workers {self.workers} did not start; see {log}")
+            answered.add(read_metrics(url)[0])
+        return [Worker(port, process, log, own_pid=pid) for pid in sorted(answered)]
+
 
 def stop_workers(workers: list[Worker]) -> None:
     for worker in workers:
@@ -207,6 +258,9 @@ def configs(names: list[str], before: tuple[str, Path] | None = None) -> list[Co
     known = {
         "1w": Config("1w", "1 worker, in-memory layer, SQLite", 1, scaleout=False),
         "2w": Config("2w", "2 workers, Redis layer, PostgreSQL", 2, scaleout=True),
+        "2w-shared": Config(
+            "2w-shared", "2 workers on one port, Redis layer, SQLite", 2, scaleout=False, one_port=True
+        ),
     }
     chosen = [known[name] for name in names]
     if before is not None:
@@ -249,12 +303,16 @@ def manage(root: Path, env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-def scaleout_available() -> str:
-    """Empty when PostgreSQL and Redis answer; else why not."""
-    try:
-        _postgres_admin("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL at {POSTGRES_ADMIN_URL} did not answer ({exc})"
+def services_missing(config: Config) -> str:
+    """Empty when the services ``config`` runs on answer (PostgreSQL and Redis for 2w,
+    Redis for 2w-shared); else why not."""
+    if config.scaleout:
+        try:
+            _postgres_admin("SELECT 1")
+        except Exception as exc:
+            return f"PostgreSQL at {POSTGRES_ADMIN_URL} did not answer ({exc})"
+    if not (config.scaleout or config.one_port):
+        return ""
     try:
         import redis
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 
 from asgiref.sync import sync_to_async
@@ -70,7 +71,10 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 def metrics(request: HttpRequest) -> HttpResponse:
     if not (_bearer_matches(request) or (request.user.is_active and request.user.is_staff)):
         return HttpResponse("Staff, or the metrics token, only.\n", status=403, content_type="text/plain")
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    response = HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    # The figures are this worker's: which one, where several serve one address.
+    response["X-Chat-Worker"] = str(os.getpid())
+    return response
 
 
 def _bearer_matches(request: HttpRequest) -> bool:
