@@ -35,8 +35,8 @@ import time
 import uvloop
 
 PR_SET_PDEATHSIG = 1
-# A worker that ends sooner than this after it started is not started again: whatever
-# stopped it would stop the next one too.
+# A worker that exits by itself sooner than this after it started is not started again:
+# whatever stopped it would stop the next one too.
 STEADY_AFTER = 5.0
 
 
@@ -128,10 +128,13 @@ class Supervisor:
             for i, (worker, started) in enumerate(self.workers):
                 if (code := worker.poll()) is None or self.stopping:
                     continue
-                if time.monotonic() - started < STEADY_AFTER:
+                # A worker that ends by itself as it starts (its configuration, its database)
+                # would do so again; one that was killed is replaced, once a second at most.
+                if code >= 0 and time.monotonic() - started < STEADY_AFTER:
                     print(f"Worker {worker.pid} exited with {code} as it started; stopping.", file=sys.stderr)
                     return code or 1
                 print(f"Worker {worker.pid} exited with {code}; starting another.", file=sys.stderr)
+                time.sleep(max(0.0, started + 1 - time.monotonic()))
                 self.workers[i] = self._start(self.sockets[i])
             time.sleep(0.2)
         return 0

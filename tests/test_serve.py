@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -82,3 +83,37 @@ def test_a_worker_serves_its_garbage_collectors_pauses(tmp_path: Path, simulator
     young = samples[("chat_gc_pause_seconds_count", "0", None)]
     assert young > 0 and samples[("chat_gc_pause_seconds_sum", "0", None)] > 0, samples
     assert samples[("chat_gc_pause_seconds_bucket", "0", "+Inf")] == young, samples
+
+
+def serve_workers(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "chat.serve", "--workers", *arguments]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_several_workers_without_a_shared_channel_layer_are_refused_at_start(
+    tmp_path: Path, simulator: SimulatorProcess
+) -> None:
+    """Each worker's in-memory layer reaches its own process only: a page on one worker
+    would never hear of a reply another runs. ``make run WORKERS=2`` without REDIS_URL
+    stops before it serves, saying what to set."""
+    env = app_env(tmp_path, simulator.url)
+    prepare_database(env)
+    port = free_port()
+    result = serve_workers(env, "2", "-b", "127.0.0.1", "-p", str(port), "chatsite.asgi:application")
+    assert result.returncode != 0
+    assert "2 workers need a channel layer they share, and REDIS_URL is not set" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Refused before anything listened on the port.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_workers_serve_an_ipv4_host_and_port_and_nothing_else(tmp_path: Path) -> None:
+    env = app_env(tmp_path, "http://127.0.0.1:9")
+    for arguments, said in [
+        (["0", "chatsite.asgi:application"], "--workers must be 1 or more, not 0."),
+        (["2", "-u", str(tmp_path / "chat.sock"), "chatsite.asgi:application"], "not a UNIX socket"),
+        (["2", "-b", "::1", "-p", "8000", "chatsite.asgi:application"], "an IPv4 address; ::1 is not one"),
+    ]:
+        result = serve_workers(env, *arguments)
+        assert result.returncode != 0 and said in result.stderr, (arguments, result.stderr)
