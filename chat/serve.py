@@ -99,10 +99,16 @@ class Supervisor:
     def run(self) -> int:
         check()
         require_shared_layer(self.count)
+        from django.db import connections
+
+        connections.close_all()  # the checks' own: the workers open theirs
         for _ in range(self.count):
             # Port 0 is whichever port the first socket was given.
             port = self.sockets[0].getsockname()[1] if self.sockets else self.port
-            self.sockets.append(socket.create_server((self.host, port), backlog=1024, reuse_port=True))
+            try:
+                self.sockets.append(socket.create_server((self.host, port), backlog=1024, reuse_port=True))
+            except OSError as exc:
+                sys.exit(f"Cannot listen on {self.host}:{port}: {exc.strerror or exc}.")
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.workers = [self._start(listener) for listener in self.sockets]

@@ -5,9 +5,11 @@ and stopping the supervisor stops them all."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -82,8 +84,8 @@ def one_port(
             keys.delete(key)
 
 
-def ended(socket: ChatSocket) -> bool:
-    return bool(socket.replies) and all(reply.status not in ACTIVE for reply in socket.replies.values())
+def ended(chat: ChatSocket) -> bool:
+    return bool(chat.replies) and all(reply.status not in ACTIVE for reply in chat.replies.values())
 
 
 async def test_two_workers_on_one_port_share_its_pages_and_each_reply_is_exact(
@@ -97,8 +99,8 @@ async def test_two_workers_on_one_port_share_its_pages_and_each_reply_is_exact(
         *(ChatSocket.open(one_port.url, Session({"sessionid": key}), pk) for key, pk in people)
     )
     messages = [f"One port {number} [sim tokens=30 tps=100]" for number in range(len(people))]
-    await asyncio.gather(*(socket.send(message) for socket, message in zip(sockets, messages, strict=True)))
-    await asyncio.gather(*(socket.wait_for(lambda s=socket: ended(s)) for socket in sockets))
+    await asyncio.gather(*(chat.send(message) for chat, message in zip(sockets, messages, strict=True)))
+    await asyncio.gather(*(chat.wait_for(lambda c=chat: ended(c)) for chat in sockets))
 
     records = first_requests(sim)
     saved = {
@@ -108,13 +110,13 @@ async def test_two_workers_on_one_port_share_its_pages_and_each_reply_is_exact(
             " WHERE role = 'assistant'"
         )
     }
-    for socket, message, (_, conversation) in zip(sockets, messages, people, strict=True):
+    for chat, message, (_, conversation) in zip(sockets, messages, people, strict=True):
         expected = records[message]["text"]
         assert saved[conversation]["status"] == "complete"
         assert saved[conversation]["content"] == expected
-        (page,) = socket.replies.values()
+        (page,) = chat.replies.values()
         assert page.ended_as(expected) and page.drawn_from(expected)
-    await asyncio.gather(*(socket.close() for socket in sockets))
+    await asyncio.gather(*(chat.close() for chat in sockets))
     # The kernel spread the pages over both workers, and each ran the replies of its own.
     assert len({row["worker_channel"] for row in saved.values()}) == 2
 
@@ -136,3 +138,44 @@ def test_a_worker_that_dies_is_replaced_and_stopping_the_supervisor_stops_every_
     for pid in (first | {replacement}) - {killed}:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_the_benchmark_measures_two_workers_on_one_port(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make bench``'s ``2w-shared``: the workers ``make run WORKERS=2`` would start, each
+    found through the shared port before the phase (``bench.stack``), in small."""
+    import bench.stack
+    from bench.run import Options, run_benchmark
+
+    monkeypatch.setattr(bench.stack, "REDIS_URL", services.redis_url)
+    options = Options(
+        ks=[2], configs=["2w-shared"], tokens=40, long_chars=[], fast_k=0, min_replies=4,
+        profile_k=0, probe=False, out=tmp_path, log=lambda *_: None,
+    )  # fmt: skip
+    run_benchmark(options)
+
+    [config] = json.loads((tmp_path / "latest.json").read_text())["configs"]
+    assert config["name"] == "2w-shared" and "skipped" not in config, config
+    [phase] = config["phases"]
+    assert phase["replies"] == 4 and phase["completed"] == 4, phase
+    assert phase["integrity_mismatches"] == 0, phase["mismatch_examples"]
+    assert phase["worker_log_errors"] == 0
+    # Both workers' CPU and database threads, read through the one port.
+    assert phase["cores"]["workers"] > 0 and phase["database_thread"]["trips_per_reply"] >= 2, phase
+    assert "| 2w-shared | 2 | " in (tmp_path / "latest.md").read_text()
+
+
+def test_a_port_in_use_is_refused_at_start_with_what_holds_it(
+    services: Services, simulator: SimulatorProcess, sqlite_template: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "db.sqlite3").write_bytes(sqlite_template.read_bytes())
+    env = app_env(tmp_path, simulator.url, REDIS_URL=services.redis_url)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "chat.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port),
+                   ASGI_APPLICATION]  # fmt: skip
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in result.stderr
+    assert "Traceback" not in result.stderr
