@@ -79,16 +79,21 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         measured.append(f"{late} of {k200['stops_pressed']} too late to stop the reply")
         held = late == 0 and (stop["p99"] is None or stop["p99"] < 100)
         add(stop_target, "; ".join(measured), held)
-    one, two = _entry(result, "1w"), _entry(result, "2w")
-    scale_target = "two workers hold at least 1.8 times the K one worker holds"
-    if one is None or two is None or two.get("skipped") or "largest_k_held" not in two:
-        add(scale_target, f"2w skipped: {two['skipped']}" if two and two.get("skipped") else None, None)
-    else:
+    one = _entry(result, "1w")
+    for name, scale_target in [
+        ("2w", "two workers hold at least 1.8 times the K one worker holds"),
+        ("2w-shared", "two workers on one port (make run WORKERS=2: Redis, SQLite) hold 1.8 times as much"),
+    ]:
+        two = _entry(result, name)
+        if one is None or two is None or two.get("skipped") or "largest_k_held" not in two:
+            skipped = two.get("skipped") if two else None
+            add(scale_target, f"{name} skipped: {skipped}" if skipped else None, None)
+            continue
         # None held counts as 0; when neither held any K there is no ratio to judge.
         a, b = one.get("largest_k_held") or 0, two.get("largest_k_held") or 0
         ratio = round(b / a, 2) if a else None
-        add(scale_target, f"1w: {a or 'none'}, 2w: {b or 'none'} (ratio {'–' if ratio is None else ratio})",
-            ratio >= 1.8 if ratio is not None else (True if b else None))  # fmt: skip
+        measured = f"1w: {a or 'none'}, {name}: {b or 'none'} (ratio {'–' if ratio is None else ratio})"
+        add(scale_target, measured, ratio >= 1.8 if ratio is not None else (True if b else None))
     fast = one and one.get("fast")
     k, tps = (fast["k"], fast.get("tps", FAST_TPS)) if fast else (FAST_K, FAST_TPS)
     add(f"a fast model: K={k} replies at {tps:g} tokens/s hold on one worker",

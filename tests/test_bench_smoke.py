@@ -70,7 +70,7 @@ def test_a_small_benchmark_relays_every_reply_intact(tmp_path: Path) -> None:
     assert collector["full"] == 0 or collector["full_longest_ms"] is not None, collector
     fast = saved["configs"][0]["fast"]
     assert fast["k"] == 2 and fast["tps"] == 200 and fast["integrity_mismatches"] == 0, fast
-    assert len(result["targets"]) == 11
+    assert len(result["targets"]) == 12
     markdown = (tmp_path / "latest.md").read_text()
     assert "| 1w | 2 (fast, 200 tok/s) |" in markdown
     assert markdown.startswith("Run of")
