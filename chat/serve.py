@@ -108,7 +108,8 @@ class Supervisor:
             try:
                 self.sockets.append(socket.create_server((self.host, port), backlog=1024, reuse_port=True))
             except OSError as exc:
-                sys.exit(f"Cannot listen on {self.host}:{port}: {exc.strerror or exc}.")
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                sys.exit(f"Cannot listen on {self.host}:{port}: {why}.")
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.workers = [self._start(listener) for listener in self.sockets]
