@@ -4,9 +4,9 @@ Three configurations: one daphne worker on the in-memory channel layer and SQLit
 workers on Redis and PostgreSQL, each on a port of its own; and two workers sharing one
 port (``chat.serve --workers 2``, as ``make run WORKERS=2`` serves) on Redis and SQLite.
 With ``--before REF`` a fourth, the first one run from a git worktree of an earlier
-commit. Workers are started fresh for every phase so
-each phase's CPU and memory are its own; the database (users, sessions) lives for the
-whole configuration. Process CPU and memory come from /proc.
+commit. Workers are started fresh for every phase so each phase's CPU and memory are its
+own; the database (users, sessions) lives for the whole configuration. Process CPU and
+memory come from /proc.
 """
 
 from __future__ import annotations
