@@ -167,7 +167,7 @@ def require_shared_layer(count: int) -> None:
     and a page would never hear of a reply another worker runs."""
     from django.conf import settings
 
-    if count > 1 and "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+    if "InMemory" in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
         sys.exit(
             f"Configuration error: {count} workers need a channel layer they share, and REDIS_URL "
             "is not set (the in-memory layer reaches one process only). Set REDIS_URL, e.g. "
@@ -188,10 +188,9 @@ def main() -> None:
     binding = argparse.ArgumentParser(add_help=False)
     binding.add_argument("-b", "--bind", dest="host", default="127.0.0.1")
     binding.add_argument("-p", "--port", type=int, default=8000)
-    for other in ("-u", "--unix-socket", "--fd", "-e", "--endpoint"):
-        binding.add_argument(other, dest=f"other_{other.strip('-').replace('-', '_')}")
+    binding.add_argument("-u", "--unix-socket", "--fd", "-e", "--endpoint", dest="elsewhere")
     address, rest = binding.parse_known_args(arguments)
-    if any(value is not None for name, value in vars(address).items() if name.startswith("other_")):
+    if address.elsewhere is not None:
         sys.exit("--workers serves a host and port (-b, -p): not a UNIX socket, a descriptor or an endpoint.")
     if ":" in address.host:
         sys.exit(f"--workers serves an IPv4 address; {address.host} is not one.")

@@ -30,6 +30,12 @@ pytestmark = pytest.mark.scaleout
 METRICS_TOKEN = "one-port-metrics-token"
 
 
+def two_workers_on(port: int) -> list[str]:
+    """``make run WORKERS=2``'s command."""
+    return [sys.executable, "-m", "chat.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port),
+            ASGI_APPLICATION]  # fmt: skip
+
+
 @dataclass
 class OnePort:
     url: str
@@ -71,9 +77,7 @@ def one_port(
         CHAT_METRICS_TOKEN=METRICS_TOKEN,
     )
     port = free_port()
-    command = [sys.executable, "-m", "chat.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port),
-               ASGI_APPLICATION]  # fmt: skip
-    process = subprocess.Popen(command, cwd=ROOT, env=env)
+    process = subprocess.Popen(two_workers_on(port), cwd=ROOT, env=env)
     try:
         wait_for_port(port, process)
         yield OnePort(f"http://127.0.0.1:{port}", env, process, SqliteDatabase(tmp_path / "db.sqlite3"))
@@ -174,8 +178,7 @@ def test_a_port_in_use_is_refused_at_start_with_what_holds_it(
     env = app_env(tmp_path, simulator.url, REDIS_URL=services.redis_url)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        command = [sys.executable, "-m", "chat.serve", "--workers", "2", "-b", "127.0.0.1", "-p", str(port),
-                   ASGI_APPLICATION]  # fmt: skip
+        command = two_workers_on(port)
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"Cannot listen on 127.0.0.1:{port}: Address already in use." in result.stderr
